@@ -1,0 +1,331 @@
+"""`python lab.py <command>`: argument parsing and printing only; the work happens below.
+
+Each command is a small function taking the parsed arguments and returning an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import LabError
+from .output import emit_json, say, table
+from .topology import ROOT, Topology, load
+
+NODE_HEADERS = ("NODE", "ROLE", "STATE", "IP", "PORTS", "DNS NAME")
+
+
+def _instance():
+    from .deploy import Instance
+    project = os.environ.get("SOCKETLAB_PROJECT", "socketlab")
+    subnet = os.environ.get("SOCKETLAB_SUBNET") or ("compose" if project == "socketlab" else None)
+    return Instance(project=project, subnet=subnet)
+
+
+def _manager(topology: Topology):
+    from .deploy import LabManager
+    from .engine import connect
+    return LabManager(connect(), topology, _instance(), say)
+
+
+def _node_rows(rows) -> list[tuple]:
+    return [(r.node, r.role, r.state, r.ip, r.ports, ",".join(r.aliases[:1])) for r in rows]
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_list(args, topology: Topology) -> int:
+    states: dict[str, str] = {}
+    try:
+        for row in _manager(topology).status():
+            states[row.lesson] = "up" if row.state.startswith("running") else row.state
+    except LabError:
+        pass   # listing lessons must work without an engine
+    items = [{"id": lesson.id, "title": lesson.title, "seed": lesson.seed, "state": states.get(lesson.id, "down")}
+             for lesson in topology.lessons.values()]
+    if args.json:
+        emit_json(items)
+    else:
+        print(table(("LESSON", "SEED", "STATE", "TITLE"), [(i["id"], "§" + i["seed"], i["state"], i["title"])
+                                                             for i in items]))
+    return 0
+
+
+def cmd_build(args, topology: Topology) -> int:
+    from .engine import connect
+    from .images import ImageBuilder
+    ImageBuilder(connect(), say).ensure_all()
+    say("images are up to date")
+    return 0
+
+
+def cmd_up(args, topology: Topology) -> int:
+    from .images import ImageBuilder
+    lesson = topology.lesson(args.lesson)
+    manager = _manager(topology)
+    image_id = ImageBuilder(manager.client, say).ensure_all()
+    say(f"starting lesson {lesson.id}: {lesson.title}")
+    rows = manager.up(lesson, image_id)
+    print(table(NODE_HEADERS, _node_rows(rows)))
+    server, client = lesson.service("server").name, ("client" if any(s.role == "client" for s in lesson.services)
+                                                     else "server")
+    print(f"\nguide: services/{lesson.id}/README.md  (seed §{lesson.seed})")
+    print("try next:")
+    print(f"  python lab.py demo {lesson.id}          # watch the lesson's scenario across the two containers")
+    print(f"  python lab.py client {lesson.id}        # talk to {server} yourself")
+    print(f"  python lab.py shell {lesson.id} {client}  # a shell in the client container")
+    print(f"  python lab.py logs {lesson.id} -f       # what the server prints")
+    print(f"  python lab.py check {lesson.id} --server my_server.py   # grade your own server")
+    print(f"  python lab.py down {lesson.id}          # remove it all")
+    return 0
+
+
+def cmd_down(args, topology: Topology) -> int:
+    if not args.all and not args.lesson:
+        raise LabError("say which lesson to take down", "python lab.py down <lesson>, or python lab.py down --all", 2)
+    if args.lesson:
+        topology.lesson(args.lesson)
+    removed = _manager(topology).down(None if args.all else args.lesson)
+    say(f"removed {removed} container(s)" + ("" if removed else " (nothing was running)"))
+    return 0
+
+
+def cmd_status(args, topology: Topology) -> int:
+    if args.lesson:
+        topology.lesson(args.lesson)
+    rows = _manager(topology).status(args.lesson)
+    if args.json:
+        emit_json([r.as_dict() for r in rows])
+    elif rows:
+        print(table(NODE_HEADERS, _node_rows(rows)))
+    else:
+        print("no lesson is running" + (f" for {args.lesson}" if args.lesson else "") +
+              "; start one with: python lab.py up sticky")
+    return 0
+
+
+def _running(manager, topology: Topology, lesson_id: str, start: bool = True):
+    """The lesson's containers, started first (with a note) when they are not running."""
+    from .images import ImageBuilder
+    lesson = topology.lesson(lesson_id)
+    containers = manager.containers(lesson.id)
+    if start and (not containers or any(c.status != "running" for c in containers.values())):
+        say(f"lesson {lesson.id} is not up; starting it first")
+        manager.up(lesson, ImageBuilder(manager.client, say).ensure_all())
+        containers = manager.containers(lesson.id)
+    if not containers:
+        raise LabError(f"lesson {lesson.id} is not running", f"python lab.py up {lesson.id}")
+    return lesson, containers
+
+
+def cmd_demo(args, topology: Topology) -> int:
+    from .runner import lesson_run, nodes_of, run_scenarios
+    from .scenarios import for_lesson
+    manager = _manager(topology)
+    lesson, _ = _running(manager, topology, args.lesson)
+    run = lesson_run(lesson, nodes_of(manager, lesson))
+    print(f"demo: {lesson.title} (seed §{lesson.seed})\n")
+
+    def narrate(sc, rep) -> None:
+        print(f"── {sc.name}: {sc.shows}")
+        for line in rep.transcript:
+            print(f"   {line}")
+        print(f"   {'✔ shown' if rep.passed else '✘ NOT shown'}: {rep.summary}\n", flush=True)
+
+    scenarios = for_lesson(lesson.id)
+    if args.only:
+        scenarios = [s for s in scenarios if s.name in args.only]
+    reports = run_scenarios(run, scenarios, narrate)
+    shown = sum(r.passed for r in reports)
+    print(f"{shown}/{len(reports)} phenomena shown")
+    return 0 if reports and shown == len(reports) else 1
+
+
+def cmd_check(args, topology: Topology) -> int:
+    from .engine import connect
+    from .runner import Checker
+    server = Path(args.server).resolve() if args.server else None
+    client = Path(args.client).resolve() if args.client else None
+    topology.lesson(args.lesson)
+
+    def progress(sc, rep) -> None:
+        if not args.json:
+            say(f"  {'PASS' if rep.passed else 'FAIL'}  {sc.name}  ({rep.seconds:.1f} s)")
+
+    report = Checker(connect(), topology, say).check(args.lesson, server, client, progress)
+    if args.json:
+        emit_json(report.as_dict())
+    else:
+        print(table(("SCENARIO", "RESULT", "WHAT IT CHECKS"),
+                    [(s.scenario, "pass" if s.passed else "FAIL", s.shows) for s in report.scenarios]))
+        for s in report.scenarios:
+            if not s.passed:
+                print(f"\n{s.scenario}: {s.summary}")
+                for line in s.transcript[-12:]:
+                    print(f"   {line}")
+        print(f"\n{args.lesson}: {'PASSED' if report.passed else 'FAILED'} "
+              f"({sum(s.passed for s in report.scenarios)}/{len(report.scenarios)} scenarios)")
+    return 0 if report.passed else 1
+
+
+def _docker_cli(argv: list[str]) -> int:
+    if not shutil.which("docker"):
+        raise LabError("the interactive commands need the docker command-line tool",
+                       "install it (apt-get install docker.io, or Docker Desktop)")
+    if not sys.stdin.isatty():
+        argv = [a for a in argv if a != "-it"] if "-it" in argv else argv
+        argv = argv[:2] + ["-i"] + argv[2:]
+    return subprocess.call(["docker", *argv])
+
+
+def cmd_client(args, topology: Topology) -> int:
+    manager = _manager(topology)
+    lesson, containers = _running(manager, topology, args.lesson)
+    server = lesson.service("server").name
+    command = [*lesson.reference_client, "--host", server, "--port", str(lesson.ports.get("server", 0)), *args.extra]
+    node = containers.get("client") or containers["server"]
+    say(f"{node.name}$ {' '.join(command)}")
+    return _docker_cli(["exec", "-it", node.name, *command])
+
+
+def cmd_shell(args, topology: Topology) -> int:
+    manager = _manager(topology)
+    lesson, containers = _running(manager, topology, args.lesson)
+    if args.role not in containers:
+        raise LabError(f"lesson {lesson.id} has no {args.role!r} node", f"roles: {', '.join(containers)}")
+    return _docker_cli(["exec", "-it", containers[args.role].name, "bash"])
+
+
+def cmd_logs(args, topology: Topology) -> int:
+    manager = _manager(topology)
+    lesson, containers = _running(manager, topology, args.lesson, start=False)
+    if args.role not in containers:
+        raise LabError(f"lesson {lesson.id} has no {args.role!r} node", f"roles: {', '.join(containers)}")
+    container = containers[args.role]
+    try:
+        for chunk in container.logs(stream=True, follow=args.follow, tail=args.tail):
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_doctor(args, topology: Topology) -> int:
+    from .doctor import run_doctor
+    checks = run_doctor(topology)
+    if args.json:
+        emit_json([c.__dict__ for c in checks])
+    else:
+        print(table(("CHECK", "RESULT", "DETAIL"), [(c.name, "ok" if c.ok else c.severity, c.detail) for c in checks]))
+        for c in checks:
+            if not c.ok and c.fix:
+                print(f"  {c.name}: {c.fix}")
+    return 0 if all(c.ok or c.severity != "FAIL" for c in checks) else 1
+
+
+def cmd_test(args, topology: Topology) -> int:
+    env = dict(os.environ, TESTCONTAINERS_RYUK_DISABLED="true")
+    say("building images the suite shares (once)")
+    cmd_build(args, topology)
+    argv = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
+    say("$ " + " ".join(argv[2:]))
+    return subprocess.call(argv, cwd=ROOT, env=env)
+
+
+def cmd_bundle(args, topology: Topology) -> int:
+    from .engine import connect
+    from .images import BASE_IMAGE, ImageBuilder, bundle
+    client = connect()
+    ImageBuilder(client, say).ensure_all()
+    bundle(client, Path(args.output), [BASE_IMAGE, *sorted(topology.images)], say)
+    return 0
+
+
+def cmd_load(args, topology: Topology) -> int:
+    from .engine import connect
+    from .images import load as load_images
+    load_images(connect(), Path(args.file), say)
+    return 0
+
+
+def cmd_clean(args, topology: Topology) -> int:
+    """Remove every SocketLab object of every project (tests, checks, the lab itself)."""
+    from .engine import LABEL_PROJECT, connect
+    client = connect()
+    n = 0
+    for c in client.containers.list(all=True, filters={"label": LABEL_PROJECT}):
+        c.remove(force=True, v=True)
+        n += 1
+    for net in client.networks.list(filters={"label": LABEL_PROJECT}):
+        net.remove()
+    say(f"removed {n} container(s) and every SocketLab network")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python lab.py", description="SocketLab: socket programming across containers")
+    p.add_argument("--version", action="version", version=f"socketlab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="command", required=True)
+
+    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("list", cmd_list, "lessons with id, title, seed section and state").add_argument("--json", action="store_true")
+    add("build", cmd_build, "build the images that are missing or out of date")
+    add("up", cmd_up, "start a lesson's containers and show what to do next").add_argument("lesson")
+    sp = add("down", cmd_down, "remove a lesson's containers (and the network once unused)")
+    sp.add_argument("lesson", nargs="?")
+    sp.add_argument("--all", action="store_true", help="every lesson")
+    sp = add("status", cmd_status, "the node table: hosts, roles, IPs, ports")
+    sp.add_argument("lesson", nargs="?")
+    sp.add_argument("--json", action="store_true")
+    sp = add("demo", cmd_demo, "run the lesson's scripted scenario across containers, annotated")
+    sp.add_argument("lesson")
+    sp.add_argument("--only", nargs="*", help="run only these scenarios")
+    sp = add("check", cmd_check, "grade the reference or your own server/client against the lesson's scenarios")
+    sp.add_argument("lesson")
+    sp.add_argument("--server", metavar="PATH", help="your server program (replaces the reference server)")
+    sp.add_argument("--client", metavar="PATH", help="your client program (replaces the reference client)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("client", cmd_client, "an interactive client in the client container")
+    sp.add_argument("lesson")
+    sp.add_argument("extra", nargs=argparse.REMAINDER, help="extra arguments for the client")
+    sp = add("shell", cmd_shell, "a shell inside one of the lesson's containers")
+    sp.add_argument("lesson")
+    sp.add_argument("role", nargs="?", default="client")
+    sp = add("logs", cmd_logs, "what a node printed")
+    sp.add_argument("lesson")
+    sp.add_argument("role", nargs="?", default="server")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp.add_argument("--tail", type=int, default=200)
+    add("doctor", cmd_doctor, "what this machine has and lacks, each with a fix").add_argument(
+        "--json", action="store_true")
+    add("test", cmd_test, "set up and run the test suite (arguments go to pytest)").add_argument(
+        "pytest_args", nargs=argparse.REMAINDER)
+    add("bundle", cmd_bundle, "write every lab image to one tar for offline machines").add_argument(
+        "-o", "--output", default="socketlab-images.tar")
+    add("load", cmd_load, "load the images of a bundle tar").add_argument("file")
+    add("clean", cmd_clean, "remove every SocketLab container and network (all projects)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args, load())
+    except LabError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,35 @@
+"""``scenario.Node`` for a container: how scenarios run commands on lesson containers."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from docker.models.containers import Container
+
+from .scenario import RunResult, spawn_script, stop_script
+
+
+class ContainerNode:
+    def __init__(self, container: Container, name: str | None = None) -> None:
+        self.container = container
+        self.name = name or container.name
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30) -> RunResult:
+        # exec has no timeout of its own; coreutils' timeout(1) bounds it inside the container.
+        argv = ["timeout", "--kill-after=2", str(int(timeout) or 1), *argv]
+        result = self.container.exec_run(argv, demux=True)
+        out, err = result.output if result.output else (b"", b"")
+        return RunResult(result.exit_code if result.exit_code is not None else -1,
+                         (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace"))
+
+    def spawn(self, name: str, argv: Sequence[str]) -> None:
+        result = self.run(spawn_script(name, argv), timeout=10)
+        if not result.ok:
+            raise RuntimeError(f"could not start {name} on {self.name}: {result.stderr.strip()}")
+
+    def stop(self, name: str, signal: str = "TERM") -> None:
+        self.run(stop_script(name, signal), timeout=15)
+
+    def read_file(self, path: str) -> bytes:
+        result = self.container.exec_run(["cat", path], demux=True)
+        out, _ = result.output if result.output else (b"", b"")
+        return out or b""

@@ -1,0 +1,252 @@
+"""Images: one base image for every lesson, lesson code in a thin layer on top.
+
+base     socketlab/base:bookworm   Debian bookworm + python3 + user `lab`   (rarely rebuilt)
+lessons  socketlab/lessons:latest  base + services/ copied to /lab          (seconds to rebuild)
+
+The base needs a Debian rootfs. Where a registry answers we pull debian:bookworm-slim; where none
+does (classrooms, CI here) we bootstrap one with mmdebstrap and `docker import` it. No flag
+decides this: we try the pull and fall back. Every image records a hash of its inputs in a label,
+so unchanged inputs never rebuild.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import docker
+import docker.errors
+
+from . import __version__
+from .engine import LABEL_INPUTS, LABEL_OWNER, LABEL_VERSION
+from .errors import LabError
+from .topology import ROOT
+
+ROOTFS_IMAGE = "socketlab/rootfs:bookworm"
+BASE_IMAGE = "socketlab/base:bookworm"
+LESSONS_IMAGE = "socketlab/lessons:latest"
+OFFICIAL_DEBIAN = ("debian", "bookworm-slim")
+ROOTFS_PACKAGES = "python3,iproute2,procps,openssh-server,iputils-ping"
+MMDEBSTRAP = ["mmdebstrap", "--variant=minbase", f"--include={ROOTFS_PACKAGES}", "bookworm"]
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class ImageBuilder:
+    def __init__(self, client: docker.DockerClient, say: Say = _quiet, root: Path = ROOT) -> None:
+        self.client = client
+        self.say = say
+        self.root = root
+
+    # -- what is there ------------------------------------------------------------------------
+    def _labels(self, tag: str) -> dict | None:
+        try:
+            return self.client.images.get(tag).labels or {}
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_id(self, tag: str) -> str | None:
+        try:
+            return self.client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            return None
+
+    # -- the three layers ---------------------------------------------------------------------
+    def ensure_all(self) -> str:
+        """Make sure the lessons image is current; return its id."""
+        self.ensure_rootfs()
+        self.ensure_base()
+        return self.ensure_lessons()
+
+    def ensure_rootfs(self) -> None:
+        if self.image_id(ROOTFS_IMAGE):
+            return
+        self.say("Debian rootfs image is missing: trying the registry first (debian:bookworm-slim)")
+        if self._pull_official():
+            return
+        self.say("  no registry answers: bootstrapping Debian bookworm with mmdebstrap (about 30 s)")
+        self.bootstrap_rootfs()
+
+    def _pull_official(self) -> bool:
+        repo, tag = OFFICIAL_DEBIAN
+        try:
+            image = self.client.images.pull(repo, tag=tag)
+        except (docker.errors.APIError, docker.errors.DockerException) as exc:
+            self.say(f"  pull failed: {str(exc).splitlines()[0][:120]}")
+            return False
+        image.tag(*ROOTFS_IMAGE.split(":"))
+        self.say(f"  pulled {repo}:{tag}")
+        return True
+
+    def bootstrap_rootfs(self) -> None:
+        tool = shutil.which("mmdebstrap")
+        if not tool:
+            self._install_mmdebstrap()
+        with tempfile.TemporaryDirectory(prefix="socketlab-rootfs-") as tmp:
+            tar = Path(tmp) / "rootfs.tar"
+            started = time.monotonic()
+            proc = subprocess.run([*MMDEBSTRAP, str(tar)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stdout.splitlines()[-8:])
+                raise LabError(f"mmdebstrap failed (exit {proc.returncode}):\n{tail}",
+                               "check that deb.debian.org is reachable, then run the command again")
+            self.say(f"  rootfs built in {time.monotonic() - started:.0f} s "
+                     f"({tar.stat().st_size / 1e6:.0f} MB); importing")
+            repo, tag = ROOTFS_IMAGE.split(":")
+            changes = [f"LABEL {LABEL_OWNER}=lab", f"LABEL {LABEL_VERSION}={__version__}",
+                       'CMD ["python3"]']
+            self.client.api.import_image_from_file(str(tar.resolve()), repository=repo, tag=tag, changes=changes)
+        if not self.image_id(ROOTFS_IMAGE):
+            raise LabError("docker import did not produce socketlab/rootfs:bookworm",
+                           "run `python lab.py doctor` and check the engine's disk space")
+
+    def _install_mmdebstrap(self) -> None:
+        command = "apt-get install -y mmdebstrap"
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise LabError("mmdebstrap is needed to build the base image without a registry",
+                           f"run: sudo {command} && python lab.py up basic   "
+                           f"(or on a machine with a registry: docker pull debian:bookworm-slim)")
+        self.say(f"  installing mmdebstrap: {command}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "mmdebstrap"]):
+            proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if proc.returncode != 0:
+                raise LabError(f"`{' '.join(argv)}` failed: {proc.stdout.strip().splitlines()[-1:]}",
+                               f"install it by hand: sudo {command}")
+
+    def ensure_base(self) -> str:
+        files = {"Dockerfile": (self.root / "images/base.Dockerfile").read_bytes(),
+                 "lab-health": (self.root / "images/lab-health").read_bytes()}
+        return self._build(BASE_IMAGE, files, parent=ROOTFS_IMAGE, what="base image")
+
+    def ensure_lessons(self) -> str:
+        files = {"Dockerfile": (self.root / "images/lessons.Dockerfile").read_bytes()}
+        files.update(_tree(self.root / "services", "services/"))
+        return self._build(LESSONS_IMAGE, files, parent=BASE_IMAGE, what="lesson image")
+
+    def build_overlay(self, tag: str, files: dict[str, bytes], owner: str) -> str:
+        """A throw-away image: the lessons image plus a student's files under /lab/student/."""
+        dockerfile = (f"FROM {LESSONS_IMAGE}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()
+        ctx = {"Dockerfile": dockerfile, **{f"student/{k}": v for k, v in files.items()}}
+        return self._build(tag, ctx, parent=LESSONS_IMAGE, what="student overlay", owner=owner, quiet=True)
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self, tag: str, files: dict[str, bytes], parent: str, what: str, owner: str = "lab",
+               quiet: bool = False) -> str:
+        parent_id = self.image_id(parent) or ""
+        digest = hashlib.sha256(parent_id.encode())
+        for name in sorted(files):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        inputs = digest.hexdigest()[:24]
+        labels = self._labels(tag)
+        if labels is not None and labels.get(LABEL_INPUTS) == inputs:
+            return self.image_id(tag) or ""
+        if not quiet:
+            self.say(f"building {what} {tag}" + (" (inputs changed)" if labels is not None else ""))
+        context = _tar(files)
+        image_id = None
+        step = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+        log: list[str] = []
+        try:
+            stream = self.client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
+                                           decode=True, pull=False,
+                                           labels={LABEL_INPUTS: inputs, LABEL_OWNER: owner,
+                                                   LABEL_VERSION: __version__})
+            for event in stream:
+                if "stream" in event:
+                    line = event["stream"].rstrip()
+                    log.append(line)
+                    m = step.match(line)
+                    if m and not quiet:
+                        self.say(f"  [{m.group(1)}/{m.group(2)}] {m.group(3)[:100]}")
+                elif "aux" in event:
+                    image_id = event["aux"].get("ID")
+                elif "error" in event:
+                    failing = next((x for x in reversed(log) if x.startswith("Step ")), "a build step")
+                    raise LabError(f"building {tag} failed at {failing}: {event['error'].strip()}",
+                                   "read the step's output above; `python lab.py doctor` checks the engine")
+        except docker.errors.APIError as exc:
+            raise LabError(f"building {tag} failed: {exc.explanation or exc}",
+                           f"the parent image {parent} may be missing: run `python lab.py build`") from None
+        return image_id or self.image_id(tag) or ""
+
+
+def _tree(directory: Path, prefix: str) -> dict[str, bytes]:
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            out[prefix + path.relative_to(directory).as_posix()] = path.read_bytes()
+    return out
+
+
+def _tar(files: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name in ("lab-health",) or data.startswith(b"#!") else 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def bundle(client: docker.DockerClient, out: Path, tags: Iterable[str], say: Say = _quiet) -> int:
+    """Write every lab image into one tar that `load` can read on an offline machine."""
+    tags = [t for t in tags if _exists(client, t)]
+    if not tags:
+        raise LabError("there are no SocketLab images to bundle", "run `python lab.py build` first")
+    size = 0
+    with open(out, "wb") as f:
+        for chunk in client.api.get_image(tags):
+            f.write(chunk)
+            size += len(chunk)
+    say(f"wrote {out} ({size / 1e6:.0f} MB): {', '.join(tags)}")
+    return size
+
+
+def load(client: docker.DockerClient, path: Path, say: Say = _quiet) -> list[str]:
+    if not path.is_file():
+        raise LabError(f"{path} does not exist", "give the file written by `python lab.py bundle -o FILE`")
+    with open(path, "rb") as f:
+        events = client.api.load_image(f)
+        loaded = []
+        for ev in events:
+            msg = ev.get("stream", "").strip() if isinstance(ev, dict) else str(ev)
+            if msg:
+                loaded.append(msg)
+                say(f"  {msg}")
+    return loaded
+
+
+def _exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def json_line(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m socketlab.images
+    from .engine import connect
+    print(ImageBuilder(connect(), say=print).ensure_all(), file=sys.stderr)
