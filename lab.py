@@ -50,9 +50,6 @@ def in_environment() -> bool:
 
 
 def main() -> int:
-    if sys.version_info < (3, 11):
-        sys.exit(f"error: SocketLab needs Python 3.11 or newer; this is {sys.version.split()[0]}\n"
-                 "  fix: run it with python3.11 (or newer): python3.11 lab.py ...")
     if not environment_ready():
         create_environment()
     if not in_environment():

@@ -11,15 +11,15 @@ import ipaddress
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
 from . import __version__
-from .engine import (LABEL_CONFIG, LABEL_LESSON, LABEL_OWNER, LABEL_PROJECT, LABEL_ROLE, LABEL_VERSION)
+from .engine import LABEL_CONFIG, LABEL_LESSON, LABEL_OWNER, LABEL_PROJECT, LABEL_ROLE, LABEL_VERSION
 from .errors import LabError
 from .topology import Lesson, ServiceSpec, Topology
 
@@ -40,7 +40,7 @@ class Instance:
     owner: str = "lab"
 
     @classmethod
-    def throwaway(cls, owner: str) -> "Instance":
+    def throwaway(cls, owner: str) -> Instance:
         return cls(project=f"sl{owner}-{uuid.uuid4().hex[:8]}", subnet=None, owner=owner)
 
 
@@ -125,7 +125,8 @@ class LabManager:
             text = str(exc.explanation or exc)
             if "overlap" in text.lower():
                 users = [n.name for n in self.client.networks.list()
-                         if any(c.get("Subnet") == self.subnet for c in (n.attrs.get("IPAM") or {}).get("Config") or [])]
+                         if any(c.get("Subnet") == self.subnet
+                                for c in (n.attrs.get("IPAM") or {}).get("Config") or [])]
                 raise LabError(f"the lab subnet {self.subnet} is already used"
                                + (f" by network {', '.join(users)}" if users else " on this machine"),
                                "remove that network, or pick a free subnet: SOCKETLAB_SUBNET=10.78.0.0/24 "

@@ -1,7 +1,7 @@
 """``scenario.Node`` for a container: how scenarios run commands on lesson containers."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from docker.models.containers import Container
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import docker
 import docker.errors
@@ -47,10 +45,14 @@ def _quiet(_: str) -> None:
 
 
 class ImageBuilder:
-    def __init__(self, client: docker.DockerClient, say: Say = _quiet, root: Path = ROOT) -> None:
+    def __init__(self, client: docker.DockerClient, say: Say = _quiet, root: Path = ROOT,
+                 prefix: str = "socketlab") -> None:
         self.client = client
         self.say = say
         self.root = root
+        # another prefix builds a separate set of images (the cold-start benchmark uses one)
+        self.rootfs_tag, self.base_tag, self.lessons_tag = (
+            tag.replace("socketlab/", f"{prefix}/", 1) for tag in (ROOTFS_IMAGE, BASE_IMAGE, LESSONS_IMAGE))
 
     # -- what is there ------------------------------------------------------------------------
     def _labels(self, tag: str) -> dict | None:
@@ -73,7 +75,7 @@ class ImageBuilder:
         return self.ensure_lessons()
 
     def ensure_rootfs(self) -> None:
-        if self.image_id(ROOTFS_IMAGE):
+        if self.image_id(self.rootfs_tag):
             return
         self.say("Debian rootfs image is missing: trying the registry first (debian:bookworm-slim)")
         if self._pull_official():
@@ -88,7 +90,7 @@ class ImageBuilder:
         except (docker.errors.APIError, docker.errors.DockerException) as exc:
             self.say(f"  pull failed: {str(exc).splitlines()[0][:120]}")
             return False
-        image.tag(*ROOTFS_IMAGE.split(":"))
+        image.tag(*self.rootfs_tag.split(":"))
         self.say(f"  pulled {repo}:{tag}")
         return True
 
@@ -107,12 +109,12 @@ class ImageBuilder:
                                "check that deb.debian.org is reachable, then run the command again")
             self.say(f"  rootfs built in {time.monotonic() - started:.0f} s "
                      f"({tar.stat().st_size / 1e6:.0f} MB); importing")
-            repo, tag = ROOTFS_IMAGE.split(":")
+            repo, tag = self.rootfs_tag.split(":")
             changes = [f"LABEL {LABEL_OWNER}=lab", f"LABEL {LABEL_VERSION}={__version__}",
                        'CMD ["python3"]']
             self.client.api.import_image_from_file(str(tar.resolve()), repository=repo, tag=tag, changes=changes)
-        if not self.image_id(ROOTFS_IMAGE):
-            raise LabError("docker import did not produce socketlab/rootfs:bookworm",
+        if not self.image_id(self.rootfs_tag):
+            raise LabError(f"docker import did not produce {self.rootfs_tag}",
                            "run `python lab.py doctor` and check the engine's disk space")
 
     def _install_mmdebstrap(self) -> None:
@@ -132,24 +134,26 @@ class ImageBuilder:
     def ensure_base(self) -> str:
         files = {"Dockerfile": (self.root / "images/base.Dockerfile").read_bytes(),
                  "lab-health": (self.root / "images/lab-health").read_bytes()}
-        return self._build(BASE_IMAGE, files, parent=ROOTFS_IMAGE, what="base image")
+        return self._build(self.base_tag, files, parent=self.rootfs_tag, what="base image",
+                           buildargs={"ROOTFS": self.rootfs_tag})
 
     def ensure_lessons(self) -> str:
         files = {"Dockerfile": (self.root / "images/lessons.Dockerfile").read_bytes()}
         files.update(_tree(self.root / "services", "services/"))
-        return self._build(LESSONS_IMAGE, files, parent=BASE_IMAGE, what="lesson image")
+        return self._build(self.lessons_tag, files, parent=self.base_tag, what="lesson image",
+                           buildargs={"BASE": self.base_tag})
 
     def build_overlay(self, tag: str, files: dict[str, bytes], owner: str) -> str:
         """A throw-away image: the lessons image plus a student's files under /lab/student/."""
-        dockerfile = (f"FROM {LESSONS_IMAGE}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()
+        dockerfile = (f"FROM {self.lessons_tag}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()
         ctx = {"Dockerfile": dockerfile, **{f"student/{k}": v for k, v in files.items()}}
-        return self._build(tag, ctx, parent=LESSONS_IMAGE, what="student overlay", owner=owner, quiet=True)
+        return self._build(tag, ctx, parent=self.lessons_tag, what="student overlay", owner=owner, quiet=True)
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, tag: str, files: dict[str, bytes], parent: str, what: str, owner: str = "lab",
-               quiet: bool = False) -> str:
+               quiet: bool = False, buildargs: dict[str, str] | None = None) -> str:
         parent_id = self.image_id(parent) or ""
-        digest = hashlib.sha256(parent_id.encode())
+        digest = hashlib.sha256(parent_id.encode() + repr(sorted((buildargs or {}).items())).encode())
         for name in sorted(files):
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
         inputs = digest.hexdigest()[:24]
@@ -158,15 +162,19 @@ class ImageBuilder:
             return self.image_id(tag) or ""
         if not quiet:
             self.say(f"building {what} {tag}" + (" (inputs changed)" if labels is not None else ""))
+        # Labels go into the Dockerfile as ONE instruction: the classic builder commits a layer per
+        # instruction (the build API's labels= would add one step per label), and each commit costs
+        # about a second on a slow storage driver.
+        label_line = (f'\nLABEL {LABEL_INPUTS}="{inputs}" {LABEL_OWNER}="{owner}" '
+                      f'{LABEL_VERSION}="{__version__}"\n').encode()
+        files = {**files, "Dockerfile": files["Dockerfile"].rstrip(b"\n") + label_line}
         context = _tar(files)
         image_id = None
         step = re.compile(r"^Step (\d+)/(\d+) : (.*)")
         log: list[str] = []
         try:
             stream = self.client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
-                                           decode=True, pull=False,
-                                           labels={LABEL_INPUTS: inputs, LABEL_OWNER: owner,
-                                                   LABEL_VERSION: __version__})
+                                           decode=True, pull=False, buildargs=buildargs)
             for event in stream:
                 if "stream" in event:
                     line = event["stream"].rstrip()
@@ -242,11 +250,3 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
 
-
-def json_line(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True)
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m socketlab.images
-    from .engine import connect
-    print(ImageBuilder(connect(), say=print).ensure_all(), file=sys.stderr)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import docker
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 RESULT_PREFIX = "RESULT "
 
@@ -76,7 +77,7 @@ class ProbeResult:
     stderr: str = ""
 
     @classmethod
-    def parse(cls, result: RunResult) -> "ProbeResult":
+    def parse(cls, result: RunResult) -> ProbeResult:
         lines = result.stdout.splitlines()
         observed: dict = {}
         ok = False
@@ -105,7 +106,7 @@ class Outcome:
     transcript: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_probe(cls, probe: ProbeResult, summary: str, passed: bool | None = None) -> "Outcome":
+    def from_probe(cls, probe: ProbeResult, summary: str, passed: bool | None = None) -> Outcome:
         return cls(probe.ok if passed is None else passed, summary, probe.observed,
                    list(probe.transcript))
 

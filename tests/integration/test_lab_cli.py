@@ -1,0 +1,88 @@
+"""lab.py end to end, as a student runs it: up, status, demo, down, check — on a private project
+name and an engine-chosen subnet, so it never touches a running lab or another test run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUN_ID
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lab(*args: str, project: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SOCKETLAB_PROJECT=project)
+    env.pop("SOCKETLAB_SUBNET", None)
+    return subprocess.run([sys.executable, "lab.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def project(docker_client, lab_image):
+    name = f"{RUN_ID}-cli"
+    yield name
+    lab("down", "--all", project=name)
+
+
+def labelled(docker_client, project: str):
+    selector = {"label": f"socketlab.project={project}"}
+    return docker_client.containers.list(all=True, filters=selector), docker_client.networks.list(filters=selector)
+
+
+def test_up_status_demo_down_leaves_nothing(docker_client, project):
+    up = lab("up", "basic", project=project)
+    assert up.returncode == 0, up.stderr
+    assert "NODE" in up.stdout and "IP" in up.stdout and "basic-server" in up.stdout
+    assert "python lab.py demo basic" in up.stdout                       # the student is told what's next
+
+    status = lab("status", "basic", "--json", project=project)
+    nodes = json.loads(status.stdout)
+    assert {n["role"] for n in nodes} == {"server", "client"}
+    assert all(n["state"] == "running" and n["ip"] for n in nodes)
+    assert {n["node"] for n in nodes} == {f"{project}-basic-server", f"{project}-basic-client"}
+
+    again = lab("up", "basic", project=project)                          # idempotent
+    assert again.returncode == 0
+    assert json.loads(lab("status", "basic", "--json", project=project).stdout) == nodes
+
+    demo = lab("demo", "basic", project=project)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "4/4 phenomena shown" in demo.stdout
+
+    down = lab("down", "basic", project=project)
+    assert down.returncode == 0
+    containers, networks = labelled(docker_client, project)
+    assert containers == [] and networks == []
+    assert lab("down", "basic", project=project).returncode == 0         # idempotent
+
+
+def test_up_unknown_lesson_fails_and_names_known_lessons(project):
+    result = lab("up", "nosuch", project=project)
+    assert result.returncode != 0
+    assert "basic" in result.stderr and "sticky" in result.stderr
+
+
+def test_check_passes_the_reference_and_rejects_the_seed_server(docker_client, lab_image):
+    good = lab("check", "basic", "--json", project="unused")
+    report = json.loads(good.stdout)
+    assert good.returncode == 0 and report["passed"], good.stdout
+    bad = lab("check", "basic", "--server", "tests/negative/basic_seed_server.py", "--json", project="unused")
+    report = json.loads(bad.stdout)
+    assert bad.returncode != 0 and not report["passed"]
+    failed = {s["scenario"] for s in report["scenarios"] if not s["passed"]}
+    assert "accept-new-socket" in failed          # bound to 127.0.0.1: unreachable from the client container
+    leftovers = docker_client.containers.list(all=True, filters={"label": "socketlab.owner=check"})
+    assert leftovers == []
+
+
+def test_compose_file_runs_under_docker_compose_v1():
+    result = subprocess.run(["docker-compose", "-f", "compose.yaml", "--profile", "basic", "config", "-q"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run(["docker-compose", "-f", "compose.yaml", "--profile", "sticky", "config", "--services"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60).stdout.split()
+    assert "sticky-server" in services and "sticky-client" in services
