@@ -155,7 +155,7 @@ def cmd_check(args, topology: Topology) -> int:
         if not args.json:
             say(f"  {'PASS' if rep.passed else 'FAIL'}  {sc.name}  ({rep.seconds:.1f} s)")
 
-    report = Checker(connect(), topology, say).check(args.lesson, server, client, progress)
+    report = Checker(connect(), topology, say, _instance().project).check(args.lesson, server, client, progress)
     if args.json:
         emit_json(report.as_dict())
     else:

@@ -40,8 +40,8 @@ class Instance:
     owner: str = "lab"
 
     @classmethod
-    def throwaway(cls, owner: str) -> Instance:
-        return cls(project=f"sl{owner}-{uuid.uuid4().hex[:8]}", subnet=None, owner=owner)
+    def throwaway(cls, owner: str, prefix: str = DEFAULT_PROJECT) -> Instance:
+        return cls(project=f"{prefix}-{owner}-{uuid.uuid4().hex[:8]}", subnet=None, owner=owner)
 
 
 @dataclass(frozen=True)

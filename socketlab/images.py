@@ -143,6 +143,15 @@ class ImageBuilder:
         return self._build(self.lessons_tag, files, parent=self.base_tag, what="lesson image",
                            buildargs={"BASE": self.base_tag})
 
+    def ensure_sshd(self) -> str:
+        """A lab machine stand-in (sshd) for the classroom tests."""
+        self.ensure_rootfs()
+        self.ensure_base()
+        files = {"Dockerfile": (self.root / "images/sshd.Dockerfile").read_bytes()}
+        tag = self.base_tag.replace("/base:", "/sshd:")
+        self._build(tag, files, parent=self.base_tag, what="lab machine image", buildargs={"BASE": self.base_tag})
+        return tag
+
     def build_overlay(self, tag: str, files: dict[str, bytes], owner: str) -> str:
         """A throw-away image: the lessons image plus a student's files under /lab/student/."""
         dockerfile = (f"FROM {self.lessons_tag}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()

@@ -114,10 +114,12 @@ def student_overlay(builder: ImageBuilder, lesson: Lesson, server: Path | None,
 class Checker:
     """`lab.py check`: a throw-away lesson instance, the scenarios, a report, then clean-up."""
 
-    def __init__(self, client: docker.DockerClient, topology: Topology, say: Callable[[str], None]) -> None:
+    def __init__(self, client: docker.DockerClient, topology: Topology, say: Callable[[str], None],
+                 project: str = "socketlab") -> None:
         self.client = client
         self.topology = topology
         self.say = say
+        self.project = project   # the check's own instance is named <project>-check-<random>
 
     def check(self, lesson_id: str, server: Path | None = None, client: Path | None = None,
               on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> LessonReport:
@@ -125,7 +127,7 @@ class Checker:
         builder = ImageBuilder(self.client, self.say)
         image_id = builder.ensure_all()
         overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client)
-        manager = LabManager(self.client, self.topology, Instance.throwaway("check"))
+        manager = LabManager(self.client, self.topology, Instance.throwaway("check", self.project))
         overrides = {}
         if overlay:
             overrides = {s.role: Override(image=overlay) for s in lesson.services}

@@ -66,17 +66,18 @@ def test_up_unknown_lesson_fails_and_names_known_lessons(project):
     assert "basic" in result.stderr and "sticky" in result.stderr
 
 
-def test_check_passes_the_reference_and_rejects_the_seed_server(docker_client, lab_image):
-    good = lab("check", "basic", "--json", project="unused")
+def test_check_passes_the_reference_and_rejects_the_seed_server(docker_client, project):
+    good = lab("check", "basic", "--json", project=project)
     report = json.loads(good.stdout)
     assert good.returncode == 0 and report["passed"], good.stdout
-    bad = lab("check", "basic", "--server", "tests/negative/basic_seed_server.py", "--json", project="unused")
+    bad = lab("check", "basic", "--server", "tests/negative/basic_seed_server.py", "--json", project=project)
     report = json.loads(bad.stdout)
     assert bad.returncode != 0 and not report["passed"]
     failed = {s["scenario"] for s in report["scenarios"] if not s["passed"]}
     assert "accept-new-socket" in failed          # bound to 127.0.0.1: unreachable from the client container
-    leftovers = docker_client.containers.list(all=True, filters={"label": "socketlab.owner=check"})
-    assert leftovers == []
+    leftovers = [c for c in docker_client.containers.list(all=True, filters={"label": "socketlab.owner=check"})
+                 if c.labels.get("socketlab.project", "").startswith(f"{project}-check-")]
+    assert leftovers == []                        # check cleans up its throw-away instance
 
 
 def test_compose_file_runs_under_docker_compose_v1():
