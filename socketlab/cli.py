@@ -238,10 +238,10 @@ def cmd_test(args, topology: Topology) -> int:
 
 def cmd_bundle(args, topology: Topology) -> int:
     from .engine import connect
-    from .images import BASE_IMAGE, ImageBuilder, bundle
+    from .images import BASE_IMAGE, ROOTFS_IMAGE, ImageBuilder, bundle
     client = connect()
     ImageBuilder(client, say).ensure_all()
-    bundle(client, Path(args.output), [BASE_IMAGE, *sorted(topology.images)], say)
+    bundle(client, Path(args.output), [ROOTFS_IMAGE, BASE_IMAGE, *sorted(topology.images)], say)
     return 0
 
 
@@ -264,6 +264,70 @@ def cmd_clean(args, topology: Topology) -> int:
         net.remove()
     say(f"removed {n} container(s) and every SocketLab network")
     return 0
+
+
+def _room_machines(args):
+    from .classroom import read_hosts
+    machines = read_hosts(Path(args.hosts))
+    if not machines:
+        raise LabError(f"{args.hosts} lists no machines", "one line per machine: name address user key")
+    return machines
+
+
+def _known_hosts(args) -> Path:
+    return Path(os.path.expanduser(args.known_hosts))
+
+
+def cmd_room_check(args, topology: Topology) -> int:
+    from .classroom import grade_room
+    lesson = topology.lesson(args.lesson)
+    machines = _room_machines(args)
+    say(f"grading {lesson.id} on {len(machines)} machine(s) in parallel")
+    report = grade_room(lesson, machines, args.server, args.client, _known_hosts(args), args.trust_new_hosts,
+                        args.timeout, say)
+    json_path, csv_path = report.write(Path(args.out))
+    if args.json:
+        emit_json(report.as_dict())
+    else:
+        rows = []
+        for m in report.machines:
+            passed = sum(s.passed for s in m.scenarios)
+            detail = m.error or ", ".join(s.scenario for s in m.scenarios if not s.passed) or "all scenarios pass"
+            rows.append((m.machine, "yes" if m.reachable else "NO", "pass" if m.passed else "FAIL",
+                         f"{passed}/{len(m.scenarios)}", m.client_machine or "-", detail[:70]))
+        print(table(("MACHINE", "REACHABLE", "RESULT", "SCENARIOS", "PROBED FROM", "DETAIL"), rows))
+        print(f"\n{sum(m.passed for m in report.machines)}/{len(report.machines)} machines pass "
+              f"({report.seconds:.1f} s); reports: {json_path}, {csv_path}")
+    return 0 if report.passed else 1
+
+
+def cmd_room_demo(args, topology: Topology) -> int:
+    from .classroom import SSHNode, check_on_machines, connect, explain, open_connection, prepare, services_tar
+    lesson = topology.lesson(args.lesson)
+    machines = {m.name: m for m in _room_machines(args)}
+    for name in (args.server_machine, args.client_machine):
+        if name not in machines:
+            raise LabError(f"no machine named {name!r} in {args.hosts}", f"machines: {', '.join(machines)}")
+    payload = services_tar()
+    nodes = {}
+    for name in {args.server_machine, args.client_machine}:
+        conn = connect(machines[name], _known_hosts(args), args.trust_new_hosts)
+        try:
+            open_connection(conn)
+        except Exception as exc:
+            raise LabError(f"{name}: {explain(exc, machines[name])}",
+                           "fix that machine, or pick another with --server-machine/--client-machine") from None
+        nodes[name] = SSHNode(name, conn, prepare(conn, payload))
+    server, client = nodes[args.server_machine], nodes[args.client_machine]
+    print(f"{lesson.id}: server on {server.name} ({machines[server.name].host}), client on {client.name}\n")
+    report = check_on_machines(lesson, server, client, machines[server.name].host, None, None)
+    for s in report.scenarios:
+        print(f"── {s.scenario}: {s.shows}")
+        for line in s.transcript:
+            print(f"   {line}")
+        print(f"   {'✔ shown' if s.passed else '✘ NOT shown'}: {s.summary}\n")
+    print(f"{sum(s.passed for s in report.scenarios)}/{len(report.scenarios)} phenomena shown")
+    return 0 if report.passed else 1
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -313,6 +377,30 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default="socketlab-images.tar")
     add("load", cmd_load, "load the images of a bundle tar").add_argument("file")
     add("clean", cmd_clean, "remove every SocketLab container and network (all projects)")
+
+    room = sub.add_parser("room", help="classroom: lessons across lab machines over SSH, grade a room",
+                          description="lab machines listed in a hosts file: `name address[:port] user [key]`")
+    room_sub = room.add_subparsers(dest="room_command", metavar="room-command", required=True)
+    for name, fn, help_ in (("check", cmd_room_check, "check a lesson on every machine in parallel, one report"),
+                            ("demo", cmd_room_demo,
+                             "run a lesson's scenarios: server on one machine, client on another")):
+        sp = room_sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("lesson")
+        sp.add_argument("--hosts", required=True, help="the hosts file")
+        sp.add_argument("--known-hosts", default="~/.ssh/known_hosts", help="host keys to trust (default: %(default)s)")
+        sp.add_argument("--trust-new-hosts", action="store_true",
+                        help="record keys of machines not yet in --known-hosts (a changed key is still refused)")
+        if name == "check":
+            sp.add_argument("--server", metavar="PATH", help="student server on each machine, e.g. "
+                            "'~/work/{lesson}/server.py' ({lesson} is replaced)")
+            sp.add_argument("--client", metavar="PATH", help="student client on each machine")
+            sp.add_argument("--out", default="reports", help="directory for room-<lesson>.json/.csv")
+            sp.add_argument("--timeout", type=float, default=300, help="seconds per machine")
+            sp.add_argument("--json", action="store_true")
+        else:
+            sp.add_argument("--server-machine", required=True)
+            sp.add_argument("--client-machine", required=True)
     return p
 
 

@@ -230,8 +230,11 @@ def bundle(client: docker.DockerClient, out: Path, tags: Iterable[str], say: Say
     if not tags:
         raise LabError("there are no SocketLab images to bundle", "run `python lab.py build` first")
     size = 0
+    # one `docker save` of several tags, so shared layers are stored once (the SDK saves one tag)
+    response = client.api._get(client.api._url("/images/get"), params={"names": tags}, stream=True)
+    client.api._raise_for_status(response)
     with open(out, "wb") as f:
-        for chunk in client.api.get_image(tags):
+        for chunk in response.iter_content(chunk_size=1 << 20):
             f.write(chunk)
             size += len(chunk)
     say(f"wrote {out} ({size / 1e6:.0f} MB): {', '.join(tags)}")

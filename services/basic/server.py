@@ -16,6 +16,9 @@ import socket
 def serve(host: str, port: int) -> None:
     # 1. A TCP socket: AF_INET = IPv4 addresses, SOCK_STREAM = a reliable byte stream (TCP).
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        # Without this, restarting the server within a minute fails with "Address already in use":
+        # the connections it closed first wait in TIME_WAIT for 60 s. Lesson `loops` shows why.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # 2. bind() claims (address, port). 0.0.0.0 means "every interface of this machine".
         #    The seed binds 127.0.0.1, the loopback interface: only programs on the *same*
         #    machine can reach that, so a client in another container gets "connection refused".
