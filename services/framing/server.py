@@ -1,0 +1,308 @@
+"""Framing lesson server: a safe fake shell whose every reply is a frame.
+
+The sticky lesson's server wrote raw bytes and left the client guessing where one reply
+ended (粘包). This one frames everything, requests and replies alike::
+
+    4 bytes "!I" header length | UTF-8 JSON header (报头) | body of header["size"] bytes
+
+Request header: ``{"cmd": "big 5000", "mode": "normal"}`` (+ "size"/"sha256" if a body follows).
+Reply header:   ``{"ok": true, "cmd": "big 5000", "size": 5000, "sha256": "..."}`` + body,
+or              ``{"ok": false, "error": "unknown command 'ls'", "size": 0}``.
+
+Commands (whitelisted; nothing reaches a real shell, unlike the seed's ``shell=True``)::
+
+    help          this list
+    echo TEXT     TEXT back
+    big N         N bytes of a fixed pattern (N <= 16 MiB)
+    lines N       "line 1\\n" ... "line N\\n"
+    hash          size and sha256 of the request's body
+
+Sending modes, so clients can be tested against a hostile network (request header "mode")::
+
+    normal    the reply in one sendall
+    trickle   the first bytes one per send(), with TCP_NODELAY and short pauses
+    pipeline  the reply ("more": true) and a second frame back to back, in one sendall
+    truncate  announce the full size, send half the body, close
+    oversize  announce a header length of 2**32-1, then wait for the client to give up
+
+One thread per connection; a client that sends bad bytes gets a framed error and is closed,
+the others carry on. Run: ``python3 server.py --port 20030``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+if __package__ in (None, ""):   # run as a script (python3 framing/server.py): find the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from framing.codec import (  # noqa: E402
+    HEADER_LENGTH,
+    NEED_DATA,
+    ChecksumMismatch,
+    Data,
+    FrameDecoder,
+    FramingError,
+    Header,
+    encode_frame,
+)
+from framing.sockio import send_frame  # noqa: E402
+
+MAX_CLIENTS = 64                  # connections served at once; more get a polite "busy"
+MAX_REQUEST_BODY = 16 * 2**20     # the decoder refuses larger request bodies up front
+MAX_BIG = 16 * 2**20
+MAX_LINES = 100_000
+IDLE_TIMEOUT = 60.0               # a silent client is dropped after this many seconds ...
+FRAME_TIMEOUT = 10.0              # ... and a started request must be complete within this
+TRICKLE_BYTES = 200               # "trickle": this many bytes go one per send() ...
+TRICKLE_PAUSE = 0.005             # ... with this pause after each
+PATTERN = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+SECOND_FRAME = b"[second frame]"
+MODES = ("normal", "trickle", "pipeline", "truncate", "oversize")
+
+HELP = """\
+help          this list
+echo TEXT     TEXT back
+big N         N bytes of a fixed pattern (N <= 16 MiB)
+lines N       "line 1" ... "line N", one per line
+hash          size and sha256 of the request's body
+modes (request header "mode"): normal trickle pipeline truncate oversize
+"""
+
+
+class RequestError(Exception):
+    """A well-framed request we refuse: the reply says why and the connection stays open."""
+
+
+def log(peer: str, message: str) -> None:
+    print(f"[{peer}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------ commands
+
+def big_output(n: int) -> bytes:
+    """N bytes of PATTERN, repeated (a client can check every byte)."""
+    return (PATTERN * (n // len(PATTERN) + 1))[:n]
+
+
+def lines_output(n: int) -> bytes:
+    return "".join(f"line {i}\n" for i in range(1, n + 1)).encode()
+
+
+def count_argument(arg: str, limit: int) -> int:
+    if not arg.isdigit() or int(arg) > limit:
+        raise RequestError(f"expected a number from 0 to {limit}, got {arg!r}")
+    return int(arg)
+
+
+def run_command(cmd: str, body_size: int, body_sha256: str) -> tuple[dict, bytes]:
+    """Return (extra reply fields, reply body) for a whitelisted command."""
+    name, _, arg = cmd.strip().partition(" ")
+    if name == "help":
+        return {}, HELP.encode()
+    if name == "echo":
+        return {}, arg.encode("utf-8", "replace")
+    if name == "big":
+        return {}, big_output(count_argument(arg, MAX_BIG))
+    if name == "lines":
+        return {}, lines_output(count_argument(arg, MAX_LINES))
+    if name == "hash":
+        return ({"body_size": body_size, "body_sha256": body_sha256},
+                f"{body_size} {body_sha256}\n".encode())
+    raise RequestError(f"unknown command {name[:40]!r}; try 'help'")
+
+
+# ----------------------------------------------------------------------- reading requests
+
+@dataclass
+class Request:
+    fields: dict
+    body_size: int
+    body_sha256: str   # computed here, as the body streams past: the body is never stored
+
+
+def read_request(conn: socket.socket, decoder: FrameDecoder) -> Request | None:
+    """Read one request frame; None if the client closed cleanly between requests."""
+    fields: dict = {}
+    hasher = hashlib.sha256()
+    body_size = 0
+    deadline = None          # set once a frame has started: slow-drip clients are cut off
+    while True:
+        event = decoder.next_event()
+        if event is NEED_DATA:
+            wait = IDLE_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
+            conn.settimeout(wait)
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                raise TimeoutError(f"request incomplete after {FRAME_TIMEOUT:.0f} s"
+                                   if deadline else f"idle for {IDLE_TIMEOUT:.0f} s") from None
+            if not data:                          # b'': the client closed its side
+                decoder.end_of_stream()           # TruncatedFrame if it stopped mid-frame
+                return None
+            if deadline is None:
+                deadline = time.monotonic() + FRAME_TIMEOUT
+            decoder.receive_data(data)
+        elif isinstance(event, Header):
+            fields = event.fields
+        elif isinstance(event, Data):
+            hasher.update(event.data)
+            body_size += len(event.data)
+        else:                                     # EndOfFrame (sha256 already checked)
+            return Request(fields, body_size, hasher.hexdigest())
+
+
+# ----------------------------------------------------------------------- sending replies
+
+def send_reply(conn: socket.socket, fields: dict, body: bytes, mode: str) -> bool:
+    """Send a reply frame the way ``mode`` asks; return False if the connection must close."""
+    if mode == "normal":
+        send_frame(conn, fields, body)
+    elif mode == "trickle":
+        frame = encode_frame(fields, body)
+        # Without TCP_NODELAY, Nagle's algorithm would glue our tiny sends back together.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(min(TRICKLE_BYTES, len(frame))):
+            conn.sendall(frame[i:i + 1])
+            time.sleep(TRICKLE_PAUSE)
+        conn.sendall(frame[TRICKLE_BYTES:])
+    elif mode == "pipeline":
+        second = {"ok": True, "cmd": fields.get("cmd"), "part": 2}
+        conn.sendall(encode_frame(dict(fields, more=True, part=1), body) + encode_frame(second, SECOND_FRAME))
+    elif mode == "truncate":
+        frame = encode_frame(fields, body)
+        header_size = len(frame) - len(body)
+        conn.sendall(frame[:header_size + len(body) // 2] if body else frame[:header_size // 2])
+        return False
+    elif mode == "oversize":
+        conn.sendall(HEADER_LENGTH.pack(2**32 - 1) + b'{"ok": true, "size": 0')
+        wait_for_client_to_close(conn)
+        return False
+    return True
+
+
+def send_error(conn: socket.socket, message: str) -> None:
+    """Tell the client what went wrong, in a frame it can read. The peer may be gone already."""
+    try:
+        send_frame(conn, {"ok": False, "error": message})
+    except OSError:
+        pass
+
+
+def wait_for_client_to_close(conn: socket.socket, timeout: float = 10.0) -> None:
+    """Read and discard until the client closes (or ``timeout``), so our close sends FIN, not RST.
+
+    Closing a socket whose receive queue still holds unread bytes makes the kernel send RST,
+    and an RST can destroy the error frame we just sent before the client reads it.
+    """
+    try:
+        conn.shutdown(socket.SHUT_WR)        # our side is done: the client sees EOF after our data
+        conn.settimeout(timeout)
+        discarded = 0
+        while discarded < 2**20 and (chunk := conn.recv(65536)):
+            discarded += len(chunk)
+    except OSError:
+        pass
+
+
+def answer(conn: socket.socket, request: Request) -> bool:
+    """Run one request and send the reply; return False if the connection must close."""
+    cmd, mode = request.fields.get("cmd"), request.fields.get("mode", "normal")
+    try:
+        if not isinstance(cmd, str):
+            raise RequestError('the request header needs "cmd": a string such as "echo hi"')
+        if mode not in MODES:
+            raise RequestError(f"unknown mode {str(mode)[:40]!r}; modes: {', '.join(MODES)}")
+        extra, body = run_command(cmd, request.body_size, request.body_sha256)
+    except RequestError as exc:
+        send_error(conn, str(exc))
+        return True
+    return send_reply(conn, {"ok": True, "cmd": cmd, **extra}, body, mode)
+
+
+# ---------------------------------------------------------------------------- the server
+
+def serve_client(conn: socket.socket, peer: str) -> None:
+    """Answer one client's requests until it leaves or breaks the protocol."""
+    decoder = FrameDecoder(max_body_size=MAX_REQUEST_BODY)
+    served = 0
+    with conn:
+        while True:
+            try:
+                request = read_request(conn, decoder)
+            except ChecksumMismatch as exc:       # the frame was consumed: still in step
+                log(peer, f"ChecksumMismatch: {exc}")
+                send_error(conn, f"ChecksumMismatch: {exc}")
+                continue
+            except (FramingError, TimeoutError) as exc:    # out of step, or too slow: close
+                log(peer, f"closing after {served} requests: {type(exc).__name__}: {exc}")
+                send_error(conn, f"{type(exc).__name__}: {exc}")
+                wait_for_client_to_close(conn, timeout=1.0)
+                return
+            except OSError as exc:                # reset by the peer, etc.
+                log(peer, f"connection error: {exc}")
+                return
+            if request is None:
+                if served:
+                    log(peer, f"closed after {served} requests")
+                return
+            served += 1
+            log(peer, f"request {request.fields.get('cmd')!r} mode={request.fields.get('mode', 'normal')}")
+            try:
+                if not answer(conn, request):
+                    return
+            except OSError as exc:
+                log(peer, f"client went away: {exc}")
+                return
+
+
+def serve_forever(listener: socket.socket) -> None:
+    slots = threading.BoundedSemaphore(MAX_CLIENTS)
+    while True:
+        conn, (host, port, *_) = listener.accept()
+        peer = f"{host}:{port}"
+        if not slots.acquire(blocking=False):
+            send_error(conn, f"server busy ({MAX_CLIENTS} clients connected); try again later")
+            conn.close()
+            continue
+
+        def run(conn: socket.socket = conn, peer: str = peer) -> None:
+            try:
+                serve_client(conn, peer)
+            except Exception as exc:          # a bug in one connection must not stop the others
+                log(peer, f"internal error: {exc!r}")
+            finally:
+                slots.release()
+
+        threading.Thread(target=run, name=peer, daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=20030)
+    args = parser.parse_args(argv)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    # create_server sets SO_REUSEADDR, so a restart does not hit "Address already in use".
+    with socket.create_server((args.host, args.port)) as listener:
+        print(f"listening on {args.host}:{args.port}", flush=True)
+        try:
+            serve_forever(listener)
+        except KeyboardInterrupt:
+            print("shutting down", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
