@@ -138,10 +138,9 @@ def test_grade_a_room_with_a_failing_student_and_an_unreachable_machine(room, ss
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     by_machine = {m["machine"]: m for m in report["machines"]}
-    if not (by_machine["pc1"]["passed"] and by_machine["pc3"]["passed"]):
-        for n in ("pc1", "pc3"):
-            print(n, machines[n][1].exec(["sh", "-c", "ps -eo pid,args; cat /tmp/*.log; cat /tmp/*.pid"]).output.decode())
-    assert by_machine["pc1"]["passed"] and by_machine["pc3"]["passed"], [(m["machine"], m["error"], [(x["scenario"], x["summary"], x["transcript"][-3:]) for x in m["scenarios"] if not x["passed"]]) for m in report["machines"]]
+    failures = {m["machine"]: m["error"] or [x["summary"] for x in m["scenarios"] if not x["passed"]]
+                for m in report["machines"] if not m["passed"]}
+    assert by_machine["pc1"]["passed"] and by_machine["pc3"]["passed"], failures
     assert not by_machine["pc2"]["passed"]
     assert "accept-new-socket" in {s["scenario"] for s in by_machine["pc2"]["scenarios"] if not s["passed"]}
     assert not by_machine["pc9"]["reachable"] and "unreachable" in by_machine["pc9"]["error"]
