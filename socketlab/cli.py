@@ -112,8 +112,11 @@ def _running(manager, topology: Topology, lesson_id: str, start: bool = True):
     from .images import ImageBuilder
     lesson = topology.lesson(lesson_id)
     containers = manager.containers(lesson.id)
-    if start and (not containers or any(c.status != "running" for c in containers.values())):
-        say(f"lesson {lesson.id} is not up; starting it first")
+    if start:
+        if not containers:
+            say(f"lesson {lesson.id} is not up; starting it first")
+        # `up` is idempotent and cheap when nothing changed; after a code change it rebuilds the
+        # thin layer and recreates the containers, so a demo never runs yesterday's code.
         manager.up(lesson, ImageBuilder(manager.client, say).ensure_all())
         containers = manager.containers(lesson.id)
     if not containers:

@@ -64,7 +64,8 @@ def stop_script(name: str, signal: str = "TERM") -> list[str]:
     """Signal the process in /tmp/<name>.pid and wait (up to 5 s) until it is gone."""
     return ["sh", "-c",
             f"p=$(cat /tmp/{name}.pid 2>/dev/null) || exit 0; kill -{signal} $p 2>/dev/null; "
-            f"for i in $(seq 50); do kill -0 $p 2>/dev/null || exit 0; sleep 0.1; done; "
+            # a zombie (exited, not yet reaped) counts as gone
+            f"for i in $(seq 50); do grep -qs '^State:[[:space:]]*[^Z]' /proc/$p/status || exit 0; sleep 0.1; done; "
             f"kill -KILL $p 2>/dev/null; exit 0"]
 
 

@@ -1,0 +1,1 @@
+"""Lesson loops: the connection loop, the communication loop, and "Address already in use"."""

@@ -1,0 +1,139 @@
+"""Lesson socketserver: ThreadingTCPServer, allow_reuse_address, clean shutdown (seed §2.7).
+
+The lesson directory ``services/socketserver/`` is deliberately not a package (a package named
+``socketserver`` on PYTHONPATH could hide the standard library module), so its probes run as a
+script, ``python3 socketserver/probes.py <probe> ...``, instead of through ``run.probe`` (which
+runs ``python3 -m <lesson>.probes``). Everything else is as in the other lessons.
+"""
+from __future__ import annotations
+
+from ..scenario import LessonRun, Node, Outcome, ProbeResult, scenario
+from .loops import (
+    exit_note,
+    free_ports,
+    in_workdir,
+    indent,
+    log_lines,
+    parse_log,
+    reuse_tool,
+    start_server,
+    start_watched,
+    stop_watched,
+)
+
+PROBES = "socketserver/probes.py"
+
+
+def probe(run: LessonRun, name: str, *args: str, node: Node | None = None, host: str | None = None,
+          port: int | None = None, timeout: float = 60) -> ProbeResult:
+    """Like ``run.probe``, for a probe file run by its path."""
+    argv = [run.python, PROBES, name, "--host", host or run.server_host, "--port", str(port or run.port()),
+            *args]
+    return ProbeResult.parse((node or run.client).run(in_workdir(run, argv), timeout=timeout))
+
+
+@scenario("b-while-a-idles", "ThreadingTCPServer: client B is answered at once while client A sits idle")
+def b_while_a_idles(run: LessonRun) -> Outcome:
+    clients = probe(run, "b-while-a-idles", "--wait", "1")
+    threads = probe(run, "threads", "--clients", "3", node=run.server, host="127.0.0.1")
+    observed = {**clients.observed, "threads_idle": threads.observed.get("threads_idle"),
+                "threads_with_clients": threads.observed.get("threads_with_clients")}
+    transcript = ["client machine:", *indent(clients.transcript),
+                  "server machine, threads of the server process:", *indent(threads.transcript)]
+    return Outcome(clients.ok, f"B got {observed.get('b_reply')!r} in {observed.get('b_seconds')} s while "
+                               f"A idled; threads {observed['threads_idle']} -> "
+                               f"{observed['threads_with_clients']} with 3 clients", observed, transcript)
+
+
+@scenario("twenty-parallel", "20 clients connected at the same time, all sending at once: every reply is "
+                             "its own line, none mixed")
+def twenty_parallel(run: LessonRun) -> Outcome:
+    result = probe(run, "twenty-parallel", "--clients", "20")
+    o = result.observed
+    return Outcome.from_probe(result, f"{o.get('correct')}/{o.get('clients')} correct, "
+                                      f"{o.get('mixed')} mixed")
+
+
+@scenario("allow-reuse-address", "allow_reuse_address works as a class attribute; set on the instance after "
+                                 "construction (the seed) it is a no-op: SO_REUSEADDR 0 vs 1", roles=())
+def allow_reuse_address(run: LessonRun) -> Outcome:
+    result = probe(run, "sockopt", node=run.server, host="127.0.0.1")
+    o = result.observed
+    return Outcome.from_probe(result, f"instance attribute after __init__: SO_REUSEADDR="
+                                      f"{o.get('instance_attribute_after_init')}; class attribute: "
+                                      f"{o.get('class_attribute')}")
+
+
+def stop_with_idle_client(run: LessonRun, name: str, port: int) -> tuple[dict, list[str], bool]:
+    """Server under test on ``port`` with one idle client; SIGTERM it; what does everyone see?"""
+    started = start_watched(run, name, port)
+    holder = f"{name}-client"
+    transcript = [f"server under test started on port {port}: "
+                  f"{'listening' if started.ok else 'NOT listening'}"]
+    if not started.ok:
+        status = stop_watched(run, name)
+        return ({"started": False, "exit_status": status},
+                transcript + indent(log_lines(run.server, name)), False)
+    try:
+        run.client.spawn(holder, in_workdir(run, [run.python, PROBES, "hold", "--host", run.server_host,
+                                                  "--port", str(port), "--timeout", "15"]))
+        ready = reuse_tool(run, run.client, "wait-text", "--file", f"/tmp/{holder}.log", "--text", "READY")
+    finally:
+        status = stop_watched(run, name)   # SIGTERM, then SIGKILL after 5 s
+    finished = reuse_tool(run, run.client, "wait-exit", "--pid-file", f"/tmp/{holder}.pid", "--timeout", "10")
+    if not finished.ok:
+        run.client.stop(holder)
+    held = parse_log(run.client, holder)
+    after = probe(run, "refused", port=port)
+    holders = reuse_tool(run, run.server, "sockets", "--port", str(port))
+    server_log = log_lines(run.server, name, 6)
+    states = holders.observed.get("states", [])
+    observed = {"port": port, "started": True, "idle_client_ready": ready.ok,
+                "idle_client_got_eof": held.observed.get("eof"),
+                "eof_after_seconds": held.observed.get("seconds_idle"),
+                "exit_status": status, "connect_after_errno": after.observed.get("errno"),
+                "connect_after_errno_name": after.observed.get("errno_name"),
+                "server_states_after_stop": states, "time_wait_on_server": "TIME_WAIT" in states,
+                "server_log": server_log}
+    transcript += ["client machine, an idle client:", *indent(held.transcript),
+                   f"server stopped with SIGTERM, {exit_note(status)}; its log:", *indent(server_log),
+                   "client machine, a new connection:", *indent(after.transcript),
+                   "server machine, who holds the port now:", *indent(holders.transcript)]
+    return observed, transcript, ready.ok
+
+
+@scenario("clean-shutdown", "SIGTERM -> server.shutdown(): the idle client gets EOF, the process exits, "
+                            "a new connect gets ECONNREFUSED")
+def clean_shutdown(run: LessonRun) -> Outcome:
+    [port] = free_ports(run)
+    observed, transcript, _ = stop_with_idle_client(run, "socketserver-shutdown", port)
+    passed = bool(observed.get("idle_client_got_eof") and observed.get("exit_status") == 0
+                  and observed.get("connect_after_errno_name") == "ECONNREFUSED")
+    return Outcome(passed, f"idle client got EOF: {observed.get('idle_client_got_eof')}; "
+                           f"{exit_note(observed.get('exit_status'))}; new connect -> "
+                           f"{observed.get('connect_after_errno_name')}", observed, transcript)
+
+
+@scenario("restart-same-port", "after a stop with a client connected (TIME_WAIT on the server), the server "
+                               "starts again on the same port at once")
+def restart_same_port(run: LessonRun) -> Outcome:
+    [port] = free_ports(run)
+    observed, transcript, _ = stop_with_idle_client(run, "socketserver-before-restart", port)
+    name = "socketserver-after-restart"
+    restarted = start_server(run, name, port, timeout=5)
+    try:
+        again = probe(run, "b-while-a-idles", port=port) if restarted.ok else None
+    finally:
+        run.server.stop(name)
+        restart_log = log_lines(run.server, name, 6)
+    observed |= {"restarted": restarted.ok, "served_after_restart": bool(again and again.ok),
+                 "restart_log": restart_log}
+    transcript += ["server started again on the same port:", *indent(restarted.transcript),
+                   *indent(restart_log)]
+    if not restarted.ok:
+        transcript.append("bind() failed: the TIME_WAIT connection (whose socket was accepted by a listener "
+                          "WITHOUT SO_REUSEADDR) still holds the port. Make allow_reuse_address a class "
+                          "attribute of your server class; set on the instance it comes too late.")
+    passed = bool(observed.get("time_wait_on_server")) and restarted.ok and observed["served_after_restart"]
+    return Outcome(passed, f"TIME_WAIT on the server: {observed.get('time_wait_on_server')}; restart on port "
+                           f"{port}: {'OK' if restarted.ok else 'FAILED'}", observed, transcript)
