@@ -12,6 +12,8 @@ CONTROLS = [
     ("basic", "server", "basic_seed_server.py", "accept-new-socket"),
     ("framing", "server", "framing_seed_server.py", "bad-input"),
     ("framing", "client", "framing_seed_client.py", "client"),
+    ("loops", "server", "loops_seed_server.py", "client-gone"),
+    ("socketserver", "server", "socketserver_seed_server.py", "restart-same-port"),
 ]
 
 

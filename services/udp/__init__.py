@@ -1,0 +1,1 @@
+"""Lesson udp: datagrams, boundaries, truncation, loss, and a client that retries."""
