@@ -14,6 +14,9 @@ CONTROLS = [
     ("framing", "client", "framing_seed_client.py", "client"),
     ("loops", "server", "loops_seed_server.py", "client-gone"),
     ("socketserver", "server", "socketserver_seed_server.py", "restart-same-port"),
+    ("sticky", "client", "sticky_seed_client.py", "client-exact-replies"),
+    ("udp", "client", "udp_seed_client.py", "reliable-delivery"),
+    ("udp", "server", "udp_seed_server.py", "truncation"),
 ]
 
 
