@@ -72,8 +72,8 @@ def _kernel_checks(client, image: str) -> list[Check]:
               "python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))' "
               "2>&1 && echo CAPTURE_OK")
     try:
-        out = client.containers.run(image, ["sh", "-c", script], remove=True, cap_add=["NET_ADMIN", "NET_RAW"],
-                                     labels={LABEL_PROJECT: "doctor", LABEL_OWNER: "doctor"}).decode()
+        out = client.containers.run(image, ["sh", "-c", script], remove=True, user="root",
+                                     cap_add=["NET_ADMIN", "NET_RAW"], labels={LABEL_PROJECT: "doctor", LABEL_OWNER: "doctor"}).decode()
     except Exception as exc:
         return [Check("kernel probes", False, str(exc)[:100], "python lab.py build", "WARN")]
     netem = "NETEM_OK" in out

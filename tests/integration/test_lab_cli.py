@@ -87,3 +87,45 @@ def test_compose_file_runs_under_docker_compose_v1():
     services = subprocess.run(["docker-compose", "-f", "compose.yaml", "--profile", "sticky", "config", "--services"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60).stdout.split()
     assert "sticky-server" in services and "sticky-client" in services
+
+
+def test_a_foreign_container_with_the_lab_name_is_a_clear_error(docker_client, project, lab_image):
+    foreign = docker_client.containers.create(lab_image, ["sleep", "60"], name=f"{project}-basic-server",
+                                              labels={"socketlab.owner": "pytest", "socketlab.test": project})
+    try:
+        result = lab("up", "basic", project=project)
+        assert result.returncode == 1
+        assert "SocketLab did not create it" in result.stderr and "fix:" in result.stderr
+    finally:
+        foreign.remove(force=True)
+
+
+def test_a_subnet_clash_is_a_clear_error(docker_client, project):
+    import ipaddress
+    import random
+    subnet = str(ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"))
+    other = docker_client.networks.create(f"{project}-other", ipam=_ipam(subnet),
+                                          labels={"socketlab.owner": "pytest", "socketlab.project": RUN_ID})
+    try:
+        env_project = f"{project}-clash"
+        env = dict(os.environ, SOCKETLAB_PROJECT=env_project, SOCKETLAB_SUBNET=subnet)
+        result = subprocess.run([sys.executable, "lab.py", "up", "basic"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 1
+        assert f"subnet {subnet} is already used" in result.stderr and "SOCKETLAB_SUBNET" in result.stderr
+        subprocess.run([sys.executable, "lab.py", "down", "--all"], cwd=ROOT, env=env, timeout=60)
+    finally:
+        other.remove()
+
+
+def _ipam(subnet: str):
+    import docker
+    return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+
+
+def test_doctor_reports_engine_images_and_netem(lab_image):
+    result = lab("doctor", "--json", project="unused")
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["engine"]["ok"] and checks["network"]["ok"]
+    assert checks["image socketlab/lessons:latest"]["ok"]
+    assert "netem" in checks                     # absent on this kernel: reported, with the relay as fallback
