@@ -73,7 +73,8 @@ def _kernel_checks(client, image: str) -> list[Check]:
               "2>&1 && echo CAPTURE_OK")
     try:
         out = client.containers.run(image, ["sh", "-c", script], remove=True, user="root",
-                                     cap_add=["NET_ADMIN", "NET_RAW"], labels={LABEL_PROJECT: "doctor", LABEL_OWNER: "doctor"}).decode()
+                                     cap_add=["NET_ADMIN", "NET_RAW"],
+                                     labels={LABEL_PROJECT: "doctor", LABEL_OWNER: "doctor"}).decode()
     except Exception as exc:
         return [Check("kernel probes", False, str(exc)[:100], "python lab.py build", "WARN")]
     netem = "NETEM_OK" in out
