@@ -50,7 +50,7 @@ def bytes_not_str(host: str, port: int) -> bool:
         except TypeError as exc:
             error = str(exc)
         print(f"sock.send('hello') -> TypeError: {error}")
-        sock.sendall("hello".encode("utf-8"))
+        sock.sendall("hello".encode("utf-8"))  # noqa: UP012 (the lesson: str must be encoded)
         reply = sock.recv(1024)
         print(f"sock.sendall('hello'.encode('utf-8')) works; recv() returns {type(reply).__name__}: {reply[:40]!r}")
     return result(bool(error) and isinstance(reply, bytes), type_error=error, reply_type=type(reply).__name__)
