@@ -131,6 +131,11 @@ class SSHNode:
     def stop(self, name: str, signal: str = "TERM") -> None:
         self.run(stop_script(name, signal), timeout=15)
 
+    def expand(self, path: str) -> str:
+        """``~/x`` on this machine (commands are quoted, so the remote shell would not expand it)."""
+        home = self.workdir.rsplit("/.socketlab/", 1)[0]
+        return home + path[1:] if path == "~" or path.startswith("~/") else path
+
     def read_file(self, path: str) -> bytes:
         buf = io.BytesIO()
         self.conn.get(path, buf)
@@ -321,13 +326,13 @@ def check_on_machines(lesson: Lesson, server: SSHNode, client: SSHNode, server_a
                       student_server: str | None, student_client: str | None) -> LessonReport:
     server_program = client_program = None
     if student_server:
-        path = student_server.format(lesson=lesson.id)
+        path = server.expand(student_server.format(lesson=lesson.id))
         if server.run(["test", "-f", path]).exit_code != 0:
             return LessonReport(lesson.id, path, "reference", [ScenarioReport(
                 "student-file", "the student's server file exists", False, f"{path} not found on {server.name}", 0)])
         server_program = ["python3", path]
     if student_client:
-        path = student_client.format(lesson=lesson.id)
+        path = client.expand(student_client.format(lesson=lesson.id))
         client_program = ["python3", path]
     scenarios = select(for_lesson(lesson.id), student_server is not None, student_client is not None)
     with lesson_on_machines(lesson, server, client, server_address, server_program, client_program) as run:

@@ -131,7 +131,7 @@ def test_grade_a_room_with_a_failing_student_and_an_unreachable_machine(room, ss
         f"{n} {machines[n][0]} lab {ssh_key}\n" for n in MACHINES) + f"pc9 {unreachable} lab {ssh_key}\n")
     started = time.monotonic()
     result = subprocess.run([sys.executable, "lab.py", "room", "check", "basic", "--hosts", str(hosts),
-                             "--server", "/home/lab/work/{lesson}/server.py", "--known-hosts", str(known),
+                             "--server", "~/work/{lesson}/server.py", "--known-hosts", str(known),
                              "--out", str(tmp_path / "reports"), "--json"],
                             cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ))
     elapsed = time.monotonic() - started
