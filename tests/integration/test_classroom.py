@@ -105,6 +105,13 @@ def test_a_lesson_runs_across_two_lab_machines(room, ssh_key, topology):
     assert "basic/server.py" not in server.run(["ps", "-eo", "args"]).stdout
 
 
+@pytest.mark.parametrize("lesson", ["loops", "sticky", "framing", "udp", "socketserver"])
+def test_every_lesson_runs_across_lab_machines(room, ssh_key, topology, lesson):
+    server, client = node(room, "pc2", ssh_key), node(room, "pc3", ssh_key)
+    report = check_on_machines(topology.lesson(lesson), server, client, room[0]["pc2"][0], None, None)
+    assert report.passed, [(s.scenario, s.summary, s.transcript[-4:]) for s in report.scenarios if not s.passed]
+
+
 def test_unknown_host_key_is_refused(room, ssh_key, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
