@@ -1,0 +1,591 @@
+"""The FTP exercise's client: a library (FtpClient) and an interactive shell on top of it.
+
+    python3 -m ftp.client --host ftp-server --port 20060 --user alice          (asks the password)
+    ftp alice:/> put notes.txt
+    put notes.txt  100% [########################]  12.0 KiB / 12.0 KiB  1.2 MiB/s  ETA 0:00:00
+    226 /notes.txt stored, sha256 verified
+    ftp alice:/> ls
+
+    python3 -m ftp.client --user alice --password wonderland -c "mkdir docs; cd docs; put a.txt; ls"
+
+The library is what the probes, tests and benchmark use::
+
+    with FtpClient("ftp-server", 20060) as ftp:
+        ftp.login("alice", "wonderland")
+        ftp.put("big.bin", progress=lambda done, total: ...)
+        ftp.get("big.bin", "copy.bin")
+
+Everything on the wire goes through the same sans-IO FtpConnection as the server's, so the
+client cannot send a command at the wrong moment: the seed's client could (put with a missing
+local file sent nothing while the server waited for a header, and the next command was read as
+one). Here a put checks the local file *before* saying anything, and the state machine refuses
+out-of-turn messages locally.
+
+Resume (断点续传) is automatic: an interrupted download leaves ``.<name>.part`` (+ ``.part.json``
+with the file's size and digest) next to the destination; the next get of the same file asks
+for the rest only. An interrupted upload is resumed by the server: put the same file again.
+"""
+from __future__ import annotations
+
+import argparse
+import cmd
+import functools
+import getpass
+import hashlib
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from framing.codec import NEED_DATA
+from ftp.auth import client_proof, expected_server_signature, new_nonce, salted_key
+from ftp.protocol import (
+    CHUNK_SIZE,
+    COMMANDS,
+    DEFAULT_ALGORITHM,
+    DEFAULT_PORT,
+    DIGEST_ALGORITHMS,
+    KDF_NAME,
+    PART_SUFFIX,
+    SIDECAR_SUFFIX,
+    Auth,
+    Body,
+    Cd,
+    Code,
+    EndOfBody,
+    FtpConnection,
+    Get,
+    Help,
+    Login,
+    Ls,
+    Mkdir,
+    Noop,
+    ProtocolError,
+    Put,
+    PutData,
+    Pwd,
+    Quit,
+    Quota,
+    Reply,
+    Request,
+    Rm,
+    Role,
+    State,
+)
+
+Progress = Callable[[int, int], None]     # progress(bytes_done, bytes_total)
+
+
+class FtpError(Exception):
+    """The server said no (``reply.code`` >= 400), or the transfer could not be verified."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+    @property
+    def code(self) -> int:
+        return self.reply.code
+
+
+class TransferCut(Exception):
+    """Raised by put/get with ``cut_after``: we closed the connection on purpose mid-transfer."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"connection cut on purpose after {sent} body bytes")
+        self.sent = sent
+
+
+@functools.lru_cache(maxsize=64)
+def cached_salted_key(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """scrypt is slow on purpose; a benchmark logging in 300 times pays for it once."""
+    return salted_key(password, salt, n, r, p)
+
+
+def file_digest(path: str, algo: str = DEFAULT_ALGORITHM) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algo).hexdigest()
+
+
+def local_part_paths(local: str) -> tuple[str, str]:
+    folder, name = os.path.split(os.path.abspath(local))
+    return os.path.join(folder, f".{name}{PART_SUFFIX}"), os.path.join(folder, f".{name}{SIDECAR_SUFFIX}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The library
+# ---------------------------------------------------------------------------------------------
+
+class FtpClient:
+    """One session with the server. Every method returns the final Reply or raises FtpError."""
+
+    def __init__(self, host: str, port: int = DEFAULT_PORT, *, timeout: float = 30.0,
+                 connect: bool = True) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock: socket.socket | None = None
+        self.conn = FtpConnection(Role.CLIENT)
+        self.buffer = bytearray(CHUNK_SIZE)
+        self.view = memoryview(self.buffer)
+        self.greeting: Reply | None = None
+        self.user: str | None = None
+        if connect:
+            self.connect()
+
+    # --- connection -------------------------------------------------------------------------
+
+    def connect(self) -> Reply:
+        """Connect and read the greeting: 220, or 421 when the server is full (FtpError)."""
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.greeting = self.read_reply()
+        if self.greeting.code != Code.SERVICE_READY:
+            self.close()
+            raise FtpError(self.greeting)
+        return self.greeting
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def cut(self) -> None:
+        """Stop mid-transfer like a client that crashed, but deterministically: send FIN
+        (shutdown), then wait until the server closes its side too. Its EOF tells us the server
+        has finished with the interrupted transfer (kept the .part), so a resume can follow at
+        once. Reading until b'' is synchronising on the peer's state, not sleeping."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            while self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.close()
+
+    def __enter__(self) -> FtpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.sock is not None and self.conn.state.state in (State.READY, State.CONNECTED):
+                self.quit()
+        except (OSError, FtpError, ProtocolError, EOFError):
+            pass
+        self.close()
+
+    # --- frames in and out --------------------------------------------------------------------
+
+    def send(self, request: Request, body_size: int = 0) -> None:
+        self.sock.sendall(self.conn.send(request, body_size=body_size))
+
+    def next_event(self):
+        while True:
+            event = self.conn.next_event()
+            if event is not NEED_DATA:
+                return event
+            n = self.sock.recv_into(self.buffer)
+            self.conn.receive_data(self.view[:n])
+
+    def read_reply(self) -> Reply:
+        event = self.next_event()
+        if not isinstance(event, Reply):
+            raise ProtocolError(Code.SYNTAX_ERROR, f"expected a reply, got {event!r}")
+        return event
+
+    def request(self, request: Request, *, check: bool = True) -> Reply:
+        """Send one request and return its final reply (FtpError for 4xx/5xx when ``check``)."""
+        self.send(request)
+        reply = self.read_reply()
+        if reply.code == Code.SERVICE_UNAVAILABLE:
+            self.close()
+        if check and not reply.ok:
+            raise FtpError(reply)
+        return reply
+
+    # --- logging in ---------------------------------------------------------------------------
+
+    def login(self, user: str, password: str) -> Reply:
+        """Challenge-response: the password itself never leaves this machine (see ftp/auth.py)."""
+        cnonce = new_nonce()
+        challenge = self.request(Login(user, cnonce))
+        if challenge.get_str("kdf") != KDF_NAME:
+            raise ProtocolError(Code.BAD_ARGUMENTS, f"unsupported kdf {challenge.fields.get('kdf')!r}")
+        salt = bytes.fromhex(challenge.get_str("salt"))
+        n, r, p = (challenge.get_int(k, low=1, high=1 << 30) for k in ("n", "r", "p"))
+        snonce = challenge.get_str("snonce")
+        salted = cached_salted_key(password, salt, n, r, p)
+        welcome = self.request(Auth(client_proof(salted, user, cnonce, snonce)))
+        # Mutual authentication: only a server that holds our verifier can compute this.
+        expected = expected_server_signature(salted, user, cnonce, snonce)
+        if welcome.get_str("server_signature", default="") != expected:
+            self.close()
+            raise FtpError(Reply(Code.NOT_LOGGED_IN, "the server's signature is wrong: not the real server?"))
+        self.user = user
+        return welcome
+
+    # --- simple commands ----------------------------------------------------------------------
+
+    def pwd(self) -> str:
+        return self.request(Pwd()).get_str("path")
+
+    def cd(self, path: str) -> str:
+        return self.request(Cd(path)).get_str("path")
+
+    def ls(self, path: str = ".") -> list[dict]:
+        return list(self.request(Ls(path)).fields.get("entries", []))
+
+    def mkdir(self, path: str) -> Reply:
+        return self.request(Mkdir(path))
+
+    def rm(self, path: str) -> Reply:
+        return self.request(Rm(path))
+
+    def quota(self) -> dict:
+        reply = self.request(Quota())
+        return {k: reply.get_int(k) for k in ("used", "reserved", "limit", "free")}
+
+    def help(self) -> dict:
+        return dict(self.request(Help()).fields.get("commands", {}))
+
+    def noop(self) -> Reply:
+        return self.request(Noop())
+
+    def quit(self) -> Reply:
+        reply = self.request(Quit(), check=False)
+        self.close()
+        return reply
+
+    # --- upload -----------------------------------------------------------------------------
+
+    def put(self, local: str, remote: str | None = None, *, overwrite: bool = True,
+            algo: str = DEFAULT_ALGORITHM, progress: Progress | None = None,
+            cut_after: int | None = None) -> Reply:
+        """Upload ``local``; the server tells us where to start (0, or the end of an earlier part)."""
+        remote = remote or os.path.basename(local)
+        with open(local, "rb") as f:                  # no local file: nothing was sent (no desync)
+            size = os.fstat(f.fileno()).st_size
+            digest = hashlib.file_digest(f, algo).hexdigest()
+            accepted = self.request(Put(remote, size, digest, algo, overwrite))
+            offset = accepted.get_int("offset", high=size)
+            count = size - offset
+            if cut_after is not None:
+                count = min(count, cut_after)
+            self.send(PutData(offset), body_size=size - offset)
+            sent = self._send_file(f, offset, count, size, progress)
+            if cut_after is not None and sent < size - offset:
+                self.cut()              # FIN after `sent` bytes: the server keeps exactly those
+                raise TransferCut(sent)
+        done = self.read_reply()
+        if not done.ok:
+            raise FtpError(done)
+        if done.get_str("digest") != digest:
+            raise FtpError(Reply(Code.LOCAL_ERROR,
+                                 f"server stored digest {done.fields.get('digest')}, ours is {digest}"))
+        return done
+
+    def _send_file(self, f, offset: int, count: int, size: int, progress: Progress | None) -> int:
+        """socket.sendfile in slices of a few MiB, so the progress bar can move."""
+        sent, step = 0, 1024 * 1024 if progress else count
+        if progress:
+            progress(offset, size)
+        while sent < count:
+            n = self.sock.sendfile(f, offset + sent, min(step, count - sent))
+            if n == 0:
+                raise ConnectionError("sendfile sent nothing: the file shrank?")
+            sent += n
+            if progress:
+                progress(offset + sent, size)
+        return sent
+
+    # --- download -----------------------------------------------------------------------------
+
+    def get(self, remote: str, local: str | None = None, *, resume: bool = True,
+            algo: str = DEFAULT_ALGORITHM, progress: Progress | None = None,
+            cut_after: int | None = None) -> Reply:
+        """Download into ``local`` via ``.<name>.part``; continue an earlier part if it matches."""
+        local = local or os.path.basename(remote.rstrip("/")) or "download"
+        part, sidecar = local_part_paths(local)
+        offset, if_digest = (self._resumable(part, sidecar, remote, algo) if resume else (0, None))
+        self.send(Get(remote, offset, algo, if_digest))
+        opening = self.read_reply()
+        if not opening.ok:
+            raise FtpError(opening)
+        size = opening.get_int("file_size")
+        start = opening.get_int("offset", high=offset)   # the server may restart us at 0
+        digest = opening.get_str("digest")
+        with open(sidecar, "w", encoding="utf-8") as meta:
+            json.dump({"path": remote, "file_size": size, "algo": algo, "digest": digest}, meta)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, start)
+            hasher = hashlib.new(algo)
+            for chunk in iter(functools.partial(os.read, fd, 1 << 20), b""):
+                hasher.update(chunk)                 # the bytes we already had count too
+            received = self._receive_file(fd, hasher, start, size, progress, cut_after)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if cut_after is not None and start + received < size:
+            self.close()
+            raise TransferCut(received)
+        done = self.read_reply()
+        if not done.ok:
+            raise FtpError(done)
+        if hasher.hexdigest() != digest:
+            os.unlink(part)
+            os.unlink(sidecar)
+            raise FtpError(Reply(Code.LOCAL_ERROR, f"{algo} mismatch: got {hasher.hexdigest()}, "
+                                 f"expected {digest}; the partial file was deleted"))
+        os.replace(part, local)           # only a verified file gets the real name
+        os.unlink(sidecar)
+        fields = {**done.fields, **opening.fields, "local": local, "resumed_from": start}
+        return Reply(done.code, done.msg, fields)
+
+    @staticmethod
+    def _resumable(part: str, sidecar: str, remote: str, algo: str) -> tuple[int, str | None]:
+        try:
+            with open(sidecar, encoding="utf-8") as f:
+                meta = json.load(f)
+            have = os.path.getsize(part)
+        except (OSError, ValueError):
+            return 0, None
+        if not isinstance(meta, dict) or meta.get("algo") != algo or meta.get("path") != remote:
+            return 0, None
+        if not isinstance(meta.get("digest"), str) or have > meta.get("file_size", -1):
+            return 0, None
+        return have, meta["digest"]
+
+    def _receive_file(self, fd: int, hasher, start: int, size: int, progress: Progress | None,
+                      cut_after: int | None) -> int:
+        received, limit = 0, cut_after if cut_after is not None else size
+        if progress:
+            progress(start, size)
+        if size == start:
+            return 0
+        while True:
+            event = self.next_event()
+            if isinstance(event, EndOfBody):
+                return received
+            if not isinstance(event, Body):
+                raise ProtocolError(Code.SYNTAX_ERROR, f"expected file bytes, got {event!r}")
+            data = event.data[:limit - received]
+            os.write(fd, data)
+            hasher.update(data)
+            received += len(data)
+            if progress:
+                progress(start + received, size)
+            if received >= limit and start + received < size:
+                return received        # cut_after reached: stop reading, the caller closes
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bar (进度条): throttled to 10 updates a second, on stderr
+# ---------------------------------------------------------------------------------------------
+
+class ProgressBar:
+    """``ProgressBar("put a.bin")`` is a progress callback. The seed redrew its bar for every
+    8-byte recv: 130 000 terminal writes per MiB, slower than the transfer itself."""
+
+    def __init__(self, label: str, stream=None, width: int = 24, interval: float = 0.1) -> None:
+        self.label, self.stream, self.width, self.interval = label, stream or sys.stderr, width, interval
+        self.started = time.monotonic()
+        self.first: int | None = None
+        self.last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done            # a resume starts part-way: measure the rate from there
+        if done < total and now - self.last_draw < self.interval:
+            return
+        self.last_draw = now
+        fraction = done / total if total else 1.0
+        filled = int(self.width * fraction)
+        elapsed = max(now - self.started, 1e-6)
+        rate = (done - self.first) / elapsed
+        eta = (total - done) / rate if rate > 0 else 0
+        line = (f"\r{self.label}  {fraction:4.0%} [{'#' * filled}{'.' * (self.width - filled)}]  "
+                f"{human(done)} / {human(total)}  {human(rate)}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.stream.write(line + ("\n" if done >= total else ""))
+        self.stream.flush()
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# The interactive shell
+# ---------------------------------------------------------------------------------------------
+
+SHELL_COMMANDS = ["ls", "cd", "pwd", "mkdir", "rm", "put", "get", "quota", "help", "quit"]
+
+
+class FtpShell(cmd.Cmd):
+    """ls, cd, pwd, mkdir, rm, put, get, quota, help, quit (and lpwd, lls for this machine)."""
+
+    def __init__(self, client: FtpClient, *, show_progress: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.show_progress = show_progress
+        self.failures = 0
+        self.update_prompt()
+
+    def update_prompt(self) -> None:
+        try:
+            where = self.client.pwd()
+        except (FtpError, OSError, ProtocolError):
+            where = "?"
+        self.prompt = f"ftp {self.client.user}:{where}> "
+
+    def onecmd(self, line: str) -> bool:
+        try:
+            return bool(super().onecmd(line))
+        except FtpError as exc:
+            print(exc)
+        except TransferCut as exc:
+            print(f"{exc}; run the same command again to resume")
+            return True
+        except (ProtocolError, ValueError) as exc:
+            print(f"error: {exc}")
+        except (OSError, EOFError) as exc:
+            print(f"connection problem: {exc}")
+            return True
+        self.failures += 1
+        return False
+
+    def emptyline(self) -> bool:
+        return False
+
+    def default(self, line: str) -> bool:
+        print(f"unknown command {line.split()[0]!r}; try help")
+        self.failures += 1
+        return False
+
+    def _progress(self, label: str) -> Progress | None:
+        return ProgressBar(label) if self.show_progress else None
+
+    def do_ls(self, arg: str) -> None:
+        for e in self.client.ls(arg.strip() or "."):
+            size = str(e.get("size", 0))
+            if e["type"] == "partial":        # an unfinished upload: bytes so far / announced size
+                size += f"/{e.get('file_size')}"
+            print(f"{e['type']:<8} {size:>14}  {e['name']}{'/' if e['type'] == 'dir' else ''}")
+
+    def do_cd(self, arg: str) -> None:
+        print(self.client.cd(arg.strip() or "/"))
+        self.update_prompt()
+
+    def do_pwd(self, arg: str) -> None:
+        print(self.client.pwd())
+
+    def do_mkdir(self, arg: str) -> None:
+        print(self.client.mkdir(arg.strip()))
+
+    def do_rm(self, arg: str) -> None:
+        print(self.client.rm(arg.strip()))
+
+    def do_quota(self, arg: str) -> None:
+        q = self.client.quota()
+        print(f"used {human(q['used'])} + reserved {human(q['reserved'])} of {human(q['limit'])}; "
+              f"free {human(q['free'])}")
+
+    def do_put(self, arg: str) -> None:
+        """put LOCAL [REMOTE] [-n] [--cut-after N]"""
+        args = _transfer_args("put", arg)
+        print(self.client.put(args.source, args.dest, overwrite=not args.no_clobber,
+                              progress=self._progress(f"put {args.source}"), cut_after=args.cut_after,
+                              algo=args.algo))
+
+    def do_get(self, arg: str) -> None:
+        """get REMOTE [LOCAL] [--restart] [--cut-after N]"""
+        args = _transfer_args("get", arg)
+        done = self.client.get(args.source, args.dest, resume=not args.restart,
+                               progress=self._progress(f"get {args.source}"), cut_after=args.cut_after,
+                               algo=args.algo)
+        start = done.fields.get("resumed_from")
+        resumed = f" (resumed from byte {start})" if start else ""
+        print(f"{done}{resumed} -> {done.fields['local']}")
+
+    def do_lpwd(self, arg: str) -> None:
+        print(os.getcwd())
+
+    def do_lls(self, arg: str) -> None:
+        for name in sorted(os.listdir(arg.strip() or ".")):
+            print(name)
+
+    def do_help(self, arg: str) -> None:
+        for op in SHELL_COMMANDS:
+            usage, text = COMMANDS[op]
+            print(f"  {usage:<20} {text}")
+        print(f"  {'lpwd / lls':<20} this machine's directory")
+
+    def do_quit(self, arg: str) -> bool:
+        print(self.client.quit())
+        return True
+
+    do_exit = do_quit
+
+    def do_EOF(self, arg: str) -> bool:  # noqa: N802 - cmd.Cmd's name for Ctrl-D
+        print()
+        return self.do_quit(arg)
+
+
+def _transfer_args(command: str, arg: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=command, add_help=False, exit_on_error=False)
+    parser.add_argument("source")
+    parser.add_argument("dest", nargs="?")
+    parser.add_argument("--cut-after", type=int, help="fault injection: close after N body bytes")
+    parser.add_argument("--algo", default=DEFAULT_ALGORITHM, choices=sorted(DIGEST_ALGORITHMS))
+    parser.add_argument("-n", "--no-clobber", action="store_true", help="put: refuse to replace a file")
+    parser.add_argument("--restart", action="store_true", help="get: ignore a local .part")
+    try:
+        return parser.parse_args(shlex.split(arg))
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise ValueError(f"usage: {COMMANDS[command][0]} [--cut-after N] ({exc})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="FTP exercise client (interactive, or -c for scripts)")
+    parser.add_argument("--host", default="ftp-server")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--user", default=os.environ.get("FTP_USER", "alice"))
+    parser.add_argument("--password", default=os.environ.get("FTP_PASSWORD"),
+                        help="default: $FTP_PASSWORD, else ask")
+    parser.add_argument("-c", "--commands", help='run "cmd; cmd; ..." and exit (non-zero if one failed)')
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    password = args.password if args.password is not None else getpass.getpass(f"password for {args.user}: ")
+    try:
+        client = FtpClient(args.host, args.port)
+        print(client.greeting)
+        print(client.login(args.user, password))
+    except (FtpError, OSError, ProtocolError, EOFError) as exc:
+        print(f"cannot log in to {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    shell = FtpShell(client, show_progress=not args.no_progress and sys.stderr.isatty())
+    if args.commands is None:
+        shell.show_progress = not args.no_progress
+        try:
+            shell.cmdloop(f"logged in as {args.user}; type help")
+        except KeyboardInterrupt:
+            print()
+        client.close()
+        return 0
+    for line in (c.strip() for c in args.commands.split(";")):
+        if line:
+            print(f"{shell.prompt}{line}")
+            if shell.onecmd(line):
+                break
+    client.close()
+    return 1 if shell.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Lesson ftp (seed §3, SPEC §6-§7): the homework, each item shown and graded.
+
+Server scenarios run ``ftp.probes`` on the client machine against the server under test (the
+reference ``python3 -m ftp.server --port 20060 --root /srv/ftp``, or a student's server that
+implements docs/ftp-protocol.md) and then look at the server's disk directly: what is stored
+where, under which name, with which sha256. The client scenario runs the client under test in
+batch mode (``-c "put ...; get ..."``) against the reference server.
+
+Negative control: tests/negative/ftp_seed_server.py (the seed's my_ftp server) fails every one.
+"""
+from __future__ import annotations
+
+import json
+
+from ..scenario import LessonRun, Outcome, ProbeResult, scenario, wait_listening
+
+ROOT = "/srv/ftp"            # the server's --root in compose.yaml
+HOME = f"{ROOT}/home"        # <root>/home/<user>: the layout docs/ftp-protocol.md prescribes
+DEMO = {"alice": "wonderland", "bob": "builder", "alice2": "looking-glass"}
+
+# Runs on the server node: every file under a directory with its size and sha256 (hidden ones too).
+LIST_TREE = r"""
+import hashlib, json, os, sys
+root, out = sys.argv[1], {}
+for folder, dirs, files in os.walk(root):
+    for name in sorted(dirs + files):
+        p = os.path.join(folder, name)
+        rel = os.path.relpath(p, root)
+        if os.path.islink(p):
+            out[rel] = {"type": "link", "to": os.readlink(p)}
+        elif os.path.isdir(p):
+            out[rel] = {"type": "dir"}
+        else:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[rel] = {"type": "file", "size": os.path.getsize(p), "sha256": h.hexdigest()}
+print(json.dumps(out))
+"""
+
+# Runs on the server node: how are the passwords stored? Looks for the password in clear and for
+# the fast hashes a seed-style server uses, then for a salted slow-hash record per user.
+PASSWORD_AUDIT = r"""
+import hashlib, json, os, sys
+root, demo = sys.argv[1], json.loads(sys.argv[2])
+found = {}
+for name in os.listdir(root):
+    p = os.path.join(root, name)
+    if os.path.isfile(p) and os.path.getsize(p) < 1 << 20:
+        found[name] = open(p, "rb").read().decode("utf-8", "replace")
+text = "\n".join(found.values())
+report = {"files": sorted(found), "cleartext": [], "fast_hash": [], "records": {}}
+for user, pw in demo.items():
+    if pw in text:
+        report["cleartext"].append(user)
+    fast = {"sha256(user+pw+user)": hashlib.sha256((user + pw + user).encode()).hexdigest(),
+            "sha256(pw)": hashlib.sha256(pw.encode()).hexdigest(),
+            "md5(pw)": hashlib.md5(pw.encode()).hexdigest()}
+    report["fast_hash"] += [[user, label] for label, digest in fast.items() if digest in text]
+try:
+    users = json.loads(found.get("users.json", "{}")).get("users", {})
+except ValueError:
+    users = {}
+for user in demo:
+    rec = users.get(user) or {}
+    salt = rec.get("salt") if isinstance(rec, dict) else None
+    report["records"][user] = {"kdf": rec.get("kdf"), "n": rec.get("n"), "iterations": rec.get("iterations"),
+                               "salt_bytes": len(salt) // 2 if isinstance(salt, str) else 0,
+                               "keys": sorted(rec) if isinstance(rec, dict) else []}
+print(json.dumps(report))
+"""
+
+
+def outcome(probe: ProbeResult, summary: str, passed: bool | None = None, extra: dict | None = None,
+            transcript: list[str] | None = None) -> Outcome:
+    """Outcome from a probe; a probe that could not finish reports its error as the summary."""
+    error = probe.observed.get("error")
+    ok = probe.ok if passed is None else passed
+    return Outcome(ok and not error, f"probe stopped: {error}" if error else summary,
+                   {**probe.observed, **(extra or {})}, list(probe.transcript) + list(transcript or []))
+
+
+def server_tree(run: LessonRun, path: str) -> dict:
+    """{relative path: {type, size, sha256}} of everything under ``path`` on the server node."""
+    result = run.server.run(["python3", "-c", LIST_TREE, path], timeout=60)
+    try:
+        return json.loads(result.stdout) if result.ok else {}
+    except ValueError:
+        return {}
+
+
+def internal_names(tree: dict) -> list[str]:
+    """Names a half-finished upload could leave: .part files, the seed's _temp files."""
+    return sorted(p for p in tree if p.endswith((".part", ".part.json")) or "_temp" in p)
+
+
+# ---------------------------------------------------------------------------------------------
+# (1) encrypted authentication
+# ---------------------------------------------------------------------------------------------
+
+@scenario("login", "challenge-response login: the password never crosses the wire; an unknown user "
+                   "looks exactly like a wrong password")
+def login(run: LessonRun) -> Outcome:
+    probe = run.probe("login")
+    o = probe.observed
+    return outcome(probe, f"login -> {o.get('challenge_code')} {o.get('challenge_keys')} -> "
+                          f"{o.get('login_code')}; "
+                          f"password on the wire: {o.get('password_on_wire')}; unknown user: same shape "
+                          f"{o.get('unknown_same_shape')}, stable salt {o.get('unknown_salt_stable')}, "
+                          f"same refusal {o.get('refusals_identical')}")
+
+
+@scenario("password-storage", "passwords are stored salted with a slow KDF (scrypt/PBKDF2), never in clear "
+                              "or as a fast hash like the seed's sha256(user+password+user)")
+def password_storage(run: LessonRun) -> Outcome:
+    result = run.server.run(["python3", "-c", PASSWORD_AUDIT, ROOT, json.dumps(DEMO)], timeout=30)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        return Outcome(False, f"could not read {ROOT} on the server: {result.stderr.strip()[-200:]}")
+    records = report["records"]
+    slow = {u: r for u, r in records.items()
+            if r["kdf"] in ("scrypt", "pbkdf2", "pbkdf2_hmac", "argon2") and r["salt_bytes"] >= 16}
+    transcript = [f"files in {ROOT}: {report['files']}"]
+    for user, r in records.items():
+        transcript.append(f"{user}: kdf={r['kdf']} n={r['n']} iterations={r['iterations']} "
+                          f"salt={r['salt_bytes']} bytes, fields {r['keys']}")
+    for user, how in report["fast_hash"]:
+        transcript.append(f"{user}'s password is stored as {how}: one cheap hash per guess, the same on "
+                          f"every server (the user name is no salt) - a GPU tries billions per second")
+    if report["cleartext"]:
+        transcript.append(f"passwords in clear for {report['cleartext']}")
+    passed = not report["cleartext"] and not report["fast_hash"] and len(slow) == len(DEMO)
+    summary = (f"{len(slow)}/{len(DEMO)} demo users stored with a salted slow KDF; "
+               f"in clear: {report['cleartext']}; fast hashes found: {len(report['fast_hash'])}")
+    observed = {"files": report["files"], "records": records, "cleartext_users": report["cleartext"],
+                "fast_hashes": report["fast_hash"], "slow_kdf_users": sorted(slow)}
+    return Outcome(passed, summary, observed, transcript)
+
+
+@scenario("login-limit", "three wrong passwords: 530, 530, 421 and the connection is closed; "
+                         "failures are slowed down")
+def login_limit(run: LessonRun) -> Outcome:
+    probe = run.probe("login-limit")
+    o = probe.observed
+    return outcome(probe, f"codes {o.get('codes')}, closed {o.get('closed')}, "
+                          f"seconds per attempt {o.get('seconds_per_attempt')}")
+
+
+# ---------------------------------------------------------------------------------------------
+# (2) many users, (3) homes
+# ---------------------------------------------------------------------------------------------
+
+@scenario("two-users", "alice and bob logged in at once; each sees only their own home")
+def two_users(run: LessonRun) -> Outcome:
+    probe = run.probe("two-users")
+    o = probe.observed
+    return outcome(probe, f"alice sees {o.get('alice_entries')}, bob sees {o.get('bob_entries')}; "
+                          f"cross-visible: {o.get('cross_visible')}")
+
+
+@scenario("isolation", "../, absolute paths, a sibling home (alice2), NUL and a symlink out of the home are "
+                       "all refused (553/550); nothing is read or written outside the home")
+def isolation(run: LessonRun) -> Outcome:
+    link = "etc-link"
+    made = run.server.run(["ln", "-sfn", "/etc", f"{HOME}/alice/{link}"], timeout=10)
+    try:
+        probe = run.probe("isolation", "--symlink", link)
+    finally:
+        run.server.run(["rm", "-f", f"{HOME}/alice/{link}"], timeout=10)
+    tree = server_tree(run, ROOT)
+    escaped = sorted(p for p in tree if "evil" in p)
+    o = probe.observed
+    extra = {"symlink_created": made.ok, "server_files_named_evil": escaped}
+    transcript = [f"server side: a symlink {HOME}/alice/{link} -> /etc was planted before the probe "
+                  f"({'ok' if made.ok else 'FAILED: ' + made.stderr.strip()})",
+                  f"server side: files named 'evil' anywhere under {ROOT}: {escaped or 'none'}"]
+    passed = probe.ok and made.ok and not escaped
+    return outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
+                          f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
+                          f"written outside: {escaped}", passed, extra, transcript)
+
+
+# ---------------------------------------------------------------------------------------------
+# (4) quotas
+# ---------------------------------------------------------------------------------------------
+
+@scenario("quota", "bob (1 MiB) and alice (10 MiB) have different quotas; an upload over quota gets 552 "
+                   "and leaves no file, partial or final")
+def quota(run: LessonRun) -> Outcome:
+    probe = run.probe("quota")
+    bob = server_tree(run, f"{HOME}/bob")
+    leftovers = sorted(p for p in bob if "too-big" in p)
+    o = probe.observed
+    transcript = [f"server side: {HOME}/bob holds {sorted(bob) or 'nothing'}; anything of too-big.bin: "
+                  f"{leftovers or 'no'}"]
+    return outcome(probe, f"bob {o.get('bob_limit')} vs alice {o.get('alice_limit')} bytes; bob's "
+                          f"{o.get('upload_size')}-byte put -> {o.get('bob_put_code')}, alice's -> "
+                          f"{o.get('alice_put_code')}", probe.ok and not leftovers,
+                   {"server_bob_files": sorted(bob), "server_leftovers": leftovers}, transcript)
+
+
+@scenario("concurrent-quota", "two sessions of one user start uploads that fit alone but not together: "
+                              "the second is refused at once (the first reserved its size)")
+def concurrent_quota(run: LessonRun) -> Outcome:
+    probe = run.probe("concurrent-quota")
+    o = probe.observed
+    return outcome(probe, f"free {o.get('free_before')}, two puts of {o.get('size_each')}: "
+                          f"{o.get('first_code')} and {o.get('second_code')}; "
+                          f"used after {o.get('used_after')} of {o.get('limit')}")
+
+
+# ---------------------------------------------------------------------------------------------
+# (7) checksums, (8) progress, (9) resume
+# ---------------------------------------------------------------------------------------------
+
+@scenario("put-get-checksum", "a 5 MiB random file goes up and down with the same sha256 on both machines "
+                              "(md5 on request); zero-byte files work")
+def put_get_checksum(run: LessonRun) -> Outcome:
+    probe = run.probe("put-get-checksum", timeout=120)
+    o = probe.observed
+    tree = server_tree(run, f"{HOME}/alice")
+    stored = tree.get("random.bin", {})
+    partial = internal_names(tree)
+    same = stored.get("sha256") == o.get("local_sha256") and stored.get("size") == o.get("size")
+    transcript = [f"server side: {HOME}/alice/random.bin has {stored.get('size')} bytes, sha256 "
+                  f"{stored.get('sha256')} ({'the same' if same else 'DIFFERENT'}); "
+                  f".part/_temp files: {partial or 'none'}"]
+    return outcome(probe, f"{o.get('size')} bytes, sha256 {str(o.get('local_sha256'))[:16]}... on the "
+                          f"client, the server's disk and the downloaded copy",
+                   probe.ok and same and not partial,
+                   {"server_size": stored.get("size"), "server_file_sha256": stored.get("sha256"),
+                    "server_internal_files": partial}, transcript)
+
+
+@scenario("resume-upload", "an upload cut after 1 MiB leaves only a hidden partial on the server; the next "
+                           "put continues at byte 1048576 and the file ends with the right sha256")
+def resume_upload(run: LessonRun) -> Outcome:
+    cut = run.probe("resume-upload", "--stage", "cut", timeout=120)
+    middle = server_tree(run, f"{HOME}/alice")
+    final_during = middle.get("resume-up.bin")
+    parts_during = {p: v.get("size") for p, v in middle.items() if p in internal_names(middle)}
+    resume = run.probe("resume-upload", "--stage", "resume", timeout=120)
+    after = server_tree(run, f"{HOME}/alice")
+    stored = after.get("resume-up.bin", {})
+    parts_after = internal_names(after)
+    o = {**cut.observed, **resume.observed}
+    transcript = list(cut.transcript) + [
+        f"server side after the cut: resume-up.bin {'EXISTS' if final_during else 'does not exist'}; "
+        f"hidden partial files {parts_during}"] + list(resume.transcript) + [
+        f"server side after the resume: resume-up.bin {stored.get('size')} bytes, "
+        f"sha256 {stored.get('sha256')}; partial files left: {parts_after or 'none'}"]
+    passed = (cut.ok and resume.ok and final_during is None and o.get("cut_after") in parts_during.values()
+              and stored.get("sha256") == o.get("local_sha256") and not parts_after)
+    error = cut.observed.get("error") or resume.observed.get("error")
+    summary = (f"probe stopped: {error}" if error else
+               f"cut at {o.get('cut_after')}, partial {parts_during}, resumed at {o.get('resume_offset')}, "
+               f"{o.get('received_on_resume')} bytes sent again, "
+               f"sha256 ok: {stored.get('sha256') == o.get('local_sha256')}")
+    observed = {**o, "server_final_during_cut": final_during is not None,
+                "server_partials_during_cut": parts_during, "server_file_sha256": stored.get("sha256"),
+                "server_partials_after": parts_after}
+    return Outcome(passed and not error, summary, observed, transcript)
+
+
+@scenario("resume-download", "a download cut after 1 MiB continues from the local .part; the server sends "
+                             "only the rest; a changed file starts over")
+def resume_download(run: LessonRun) -> Outcome:
+    probe = run.probe("resume-download", timeout=120)
+    o = probe.observed
+    return outcome(probe, f"cut at {o.get('cut_after')}, resumed from {o.get('resumed_from')}, "
+                          f"{o.get('bytes_sent_on_resume')} bytes sent again, sha256 ok "
+                          f"{o.get('sha256_copy') == o.get('sha256_expected')}; changed file restarted at "
+                          f"{o.get('changed_file_restart_offset')}")
+
+
+@scenario("progress", "the progress callback only grows and ends at 100 %; "
+                      "the bar redraws at most 10 times a second")
+def progress(run: LessonRun) -> Outcome:
+    probe = run.probe("progress", timeout=120)
+    o = probe.observed
+    return outcome(probe, f"{o.get('put_calls')} calls on put, {o.get('get_calls')} on get, monotonic "
+                          f"{o.get('monotonic')}, {o.get('redraws')} redraws in {o.get('seconds')} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# (10) thread pool, (11) max sessions
+# ---------------------------------------------------------------------------------------------
+
+@scenario("max-sessions", "a server started with --max-sessions 3 serves 3 sessions; the 4th gets 421 and is "
+                          "closed; when one leaves, the next gets in")
+def max_sessions(run: LessonRun) -> Outcome:
+    port = run.port() + 1
+    argv = [*run.server_cmd, "--port", str(port), "--root", "/tmp/ftp-max-sessions", "--max-sessions", "3"]
+    run.server.spawn("ftp-max-sessions", argv)
+    try:
+        listening = wait_listening(run.server, port)
+        probe = run.probe("max-sessions", "--expect", "3", port=port)
+    finally:
+        run.server.stop("ftp-max-sessions")
+    o = probe.observed
+    transcript = [f"server side: started {' '.join(argv)}: {'listening' if listening else 'NOT listening'}"]
+    return outcome(probe, f"{o.get('greeted')} sessions greeted, the next got {o.get('refused_code')}; "
+                          f"closed {o.get('closed_after_refusal')}; "
+                          f"after one left: {o.get('after_release_code')}",
+                   probe.ok and listening, {"listening": listening, "port": port}, transcript)
+
+
+# ---------------------------------------------------------------------------------------------
+# SPEC §7: bad input
+# ---------------------------------------------------------------------------------------------
+
+@scenario("bad-input", "broken frames, wrong fields, cut bodies, slow drips, unicode forms: each gets a "
+                       "clear answer (or a clean close) while another session keeps being served")
+def bad_input(run: LessonRun) -> Outcome:
+    probe = run.probe("bad-input", timeout=180)
+    o = probe.observed
+    alive = run.probe("login")
+    return outcome(probe, f"{o.get('count', 0) - len(o.get('failed') or [])}/{o.get('count')} cases handled; "
+                          f"failed {o.get('failed')}; the server still logs users in: {alive.ok}",
+                   probe.ok and alive.ok, {"still_serving": alive.ok})
+
+
+# ---------------------------------------------------------------------------------------------
+# The client under test
+# ---------------------------------------------------------------------------------------------
+
+MAKE_FILE = r"""
+import hashlib, random, sys
+data = random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3]))
+open(sys.argv[1], "wb").write(data)
+print(hashlib.sha256(data).hexdigest())
+"""
+SHA256 = r"""
+import hashlib, sys
+print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())
+"""
+
+
+@scenario("client-batch", "the client's batch mode (-c) uploads and downloads a file; both copies have the "
+                          "sha256 of the original", roles=("client",))
+def client_batch(run: LessonRun) -> Outcome:
+    size = 1536 * 1024
+    made = run.client.run(["python3", "-c", MAKE_FILE, "/tmp/cli-original.bin", "21", str(size)])
+    original = made.stdout.strip()
+    run.client.run(["rm", "-f", "/tmp/cli-copy.bin"])
+    commands = "put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit"
+    argv = [*run.client_cmd, "--host", run.server_host, "--port", str(run.port()), "--user", "alice",
+            "--password", DEMO["alice"], "-c", commands]
+    result = run.client.run(["sh", "-c", f"cd {run.workdir} && exec \"$@\"", "sh", *argv], timeout=60)
+    copy = run.client.run(["python3", "-c", SHA256, "/tmp/cli-copy.bin"]).stdout.strip()
+    tree_during = server_tree(run, f"{HOME}/alice")
+    transcript = [f"$ {' '.join(argv[:-2])} -c {commands!r}", *result.stdout.splitlines(),
+                  *result.stderr.strip().splitlines()[-3:],
+                  f"original sha256 {original}", f"downloaded copy  {copy or '(missing)'}",
+                  f"server side after 'rm cli.bin': cli.bin "
+                  f"{'still there' if 'cli.bin' in tree_during else 'gone'}"]
+    passed = result.ok and original and copy == original and "cli.bin" not in tree_during
+    return Outcome(bool(passed), f"exit {result.exit_code}; sha256 of the copy matches: {copy == original}",
+                   {"exit_code": result.exit_code, "original_sha256": original, "copy_sha256": copy,
+                    "size": size, "removed_on_server": "cli.bin" not in tree_during}, transcript)
