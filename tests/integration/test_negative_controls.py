@@ -17,6 +17,7 @@ CONTROLS = [
     ("sticky", "client", "sticky_seed_client.py", "client-exact-replies"),
     ("udp", "client", "udp_seed_client.py", "reliable-delivery"),
     ("udp", "server", "udp_seed_server.py", "truncation"),
+    ("ftp", "server", "ftp_seed_server.py", "isolation"),
 ]
 
 
