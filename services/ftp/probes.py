@@ -88,6 +88,8 @@ def make_file(path: str, size: int, seed: int) -> str:
 
 
 def local(name: str) -> str:
+    """A path in this machine's scratch folder for the probes' files (made when first needed)."""
+    os.makedirs(WORK, exist_ok=True)
     return os.path.join(WORK, name)
 
 

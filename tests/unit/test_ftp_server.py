@@ -29,6 +29,8 @@ from ftp.protocol import CHUNK_SIZE, Abort, Code, Noop, Put, PutData
 from ftp.server import FtpServer, ServerConfig
 from ftp.storage import Upload
 
+from tests.local_node import LocalNode, free_port
+
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 FAST_KDF = 1 << 10          # scrypt n for test users: same code path, 16x cheaper
 MiB = 1024 * 1024
@@ -586,36 +588,6 @@ def test_server_shows_listening_line_and_stops_on_sigterm(tmp_path):
 
 
 # --- the checker's scenarios against the negative control, on loopback ---------------------------
-
-class LocalNode:
-    """``scenario.Node`` on this machine (the server and the client "machines" are both here)."""
-
-    name = "local"
-
-    def run(self, argv, *, timeout: float = 30):
-        from socketlab.scenario import RunResult
-        env = {**os.environ, "PYTHONPATH": str(SERVICES)}
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
-        return RunResult(done.returncode, done.stdout, done.stderr)
-
-    def spawn(self, name: str, argv) -> None:
-        from socketlab.scenario import spawn_script
-        subprocess.run(spawn_script(name, argv), check=True, timeout=10,
-                       env={**os.environ, "PYTHONPATH": str(SERVICES)})
-
-    def stop(self, name: str, signal: str = "TERM") -> None:
-        from socketlab.scenario import stop_script
-        subprocess.run(stop_script(name, signal), timeout=15)
-
-    def read_file(self, path: str) -> bytes:
-        return Path(path).read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_the_seed_server_fails_every_server_scenario(tmp_path, monkeypatch):
     from socketlab.scenario import LessonRun

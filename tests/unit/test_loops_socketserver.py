@@ -9,18 +9,16 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import signal as signal_module
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from loops.reuse import (
     connection_state,
-    process_alive,
     read_tcp_table,
     sockets_on_port,
     try_bind,
@@ -28,57 +26,13 @@ from loops.reuse import (
 )
 from loops.server import reverse
 
-from socketlab.scenario import LessonRun, RunResult, spawn_script
+from socketlab.scenario import LessonRun
 from socketlab.scenarios import for_lesson
+from tests.local_node import LocalNode, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
 NEGATIVE = ROOT / "tests" / "negative"
-
-
-class LocalNode:
-    """``scenario.Node`` on this machine: both "machines" of a lesson share the loopback interface.
-
-    Background processes keep their pid and log in /tmp/<name>.pid|.log, as on a container.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @staticmethod
-    def _env() -> dict:
-        return {**os.environ, "PYTHONPATH": str(SERVICES), "PYTHONUNBUFFERED": "1"}
-
-    def run(self, argv: Sequence[str], *, timeout: float = 30) -> RunResult:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=self._env())
-        return RunResult(done.returncode, done.stdout, done.stderr)
-
-    def spawn(self, name: str, argv: Sequence[str]) -> None:
-        subprocess.run(spawn_script(name, argv), check=True, timeout=10, env=self._env())
-
-    def stop(self, name: str, signal: str = "TERM") -> None:
-        """As ``stop_script``, but a zombie counts as gone: on this host, orphans may wait a while
-        for their reaper (in the containers, `init: true` reaps at once)."""
-        try:
-            pid = int(Path(f"/tmp/{name}.pid").read_text())
-            os.kill(pid, getattr(signal_module, f"SIG{signal}"))
-        except (OSError, ValueError):
-            return
-        if not wait_until(lambda: not process_alive(pid), 5):
-            os.kill(pid, signal_module.SIGKILL)
-            wait_until(lambda: not process_alive(pid), 5)
-
-    def read_file(self, path: str) -> bytes:
-        try:
-            return Path(path).read_bytes()
-        except OSError:
-            return b""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
