@@ -25,7 +25,6 @@ import time
 import unicodedata
 
 from framing.codec import encode_header
-
 from ftp.client import FtpClient, FtpError, ProgressBar, TransferCut, file_digest, local_part_paths
 from ftp.protocol import (
     MAX_LOGIN_ATTEMPTS,

@@ -42,7 +42,6 @@ from framing.codec import (
     HeaderTooLarge,
     encode_header,
 )
-
 from ftp.state import Role, SequenceError, SessionState, State
 
 # ---------------------------------------------------------------------------------------------

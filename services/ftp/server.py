@@ -44,7 +44,6 @@ import time
 from dataclasses import dataclass, field
 
 from framing.codec import NEED_DATA
-
 from ftp.auth import fake_verifier, new_nonce, server_signature, verify_proof
 from ftp.paths import Home
 from ftp.protocol import (

@@ -9,6 +9,9 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from framing.codec import (
     HEADER_LENGTH,
     MAX_HEADER_SIZE,
@@ -29,8 +32,6 @@ from framing.codec import (
     encode_header,
 )
 from framing.sockio import read_frame, recv_exact, send_frame
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

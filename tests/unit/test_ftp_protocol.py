@@ -5,6 +5,9 @@ import os
 import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from framing.codec import NEED_DATA, encode_header
 from ftp import auth
 from ftp.paths import Home, PathError, is_internal_name, virtual_path
@@ -41,8 +44,6 @@ from ftp.protocol import (
     reply,
 )
 from ftp.state import SequenceError, SessionState, State
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DIGEST = "ab" * 32

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from framing.codec import encode_header
 from ftp import probes, users
 from ftp.client import FtpClient, FtpError, TransferCut, file_digest, local_part_paths
@@ -28,7 +29,6 @@ from ftp.client import main as client_main
 from ftp.protocol import CHUNK_SIZE, Abort, Code, Noop, Put, PutData
 from ftp.server import FtpServer, ServerConfig
 from ftp.storage import Upload
-
 from tests.local_node import LocalNode, free_port
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from loops.reuse import (
     connection_state,
     read_tcp_table,
@@ -25,7 +26,6 @@ from loops.reuse import (
     wait_until,
 )
 from loops.server import reverse
-
 from socketlab.scenario import LessonRun
 from socketlab.scenarios import for_lesson
 from tests.local_node import LocalNode, free_port

@@ -18,15 +18,15 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from socketlab.scenario import LessonRun, RunResult
+from socketlab.scenarios import sticky as sticky_scenarios
+from socketlab.scenarios import udp as udp_scenarios
 from sticky import probes as sticky_probes
 from sticky.server import MAX_LINE, CommandError, big_pattern, parse_frame, run_command
 from udp import probes as udp_probes
 from udp.relay import Impairment, plan
 from udp.server import MAX_DATAGRAM, Peer, Records, receive_data
-
-from socketlab.scenario import LessonRun, RunResult
-from socketlab.scenarios import sticky as sticky_scenarios
-from socketlab.scenarios import udp as udp_scenarios
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
