@@ -178,9 +178,8 @@ def _docker_cli(argv: list[str]) -> int:
     if not shutil.which("docker"):
         raise LabError("the interactive commands need the docker command-line tool",
                        "install it (apt-get install docker.io, or Docker Desktop)")
-    if not sys.stdin.isatty():
-        argv = [a for a in argv if a != "-it"] if "-it" in argv else argv
-        argv = argv[:2] + ["-i"] + argv[2:]
+    if not sys.stdin.isatty():   # piped input (a script, a test): no terminal to allocate
+        argv = ["-i" if a == "-it" else a for a in argv]
     return subprocess.call(["docker", *argv])
 
 

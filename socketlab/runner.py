@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,3 @@ class Checker:
                     pass
         return LessonReport(lesson.id, str(server or "reference"), str(client or "reference"), reports)
 
-
-def iter_transcript(report: ScenarioReport) -> Iterator[str]:
-    yield from report.transcript
