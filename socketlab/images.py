@@ -200,7 +200,19 @@ class ImageBuilder:
         except docker.errors.APIError as exc:
             raise LabError(f"building {tag} failed: {exc.explanation or exc}",
                            f"the parent image {parent} may be missing: run `python lab.py build`") from None
-        return image_id or self.image_id(tag) or ""
+        new_id = image_id or self.image_id(tag) or ""
+        if labels is not None:
+            self._drop_replaced(tag)
+        return new_id
+
+    def _drop_replaced(self, tag: str) -> None:
+        """Remove earlier builds of this image that lost their tag (old lesson layers pile up
+        otherwise); ones still used by a container or a child image stay."""
+        for image in self.client.images.list(filters={"dangling": True, "label": f"{LABEL_OWNER}"}):
+            try:
+                self.client.images.remove(image.id)
+            except docker.errors.APIError:
+                pass
 
 
 def _tree(directory: Path, prefix: str) -> dict[str, bytes]:
