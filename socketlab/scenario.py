@@ -108,8 +108,10 @@ class Outcome:
 
     @classmethod
     def from_probe(cls, probe: ProbeResult, summary: str, passed: bool | None = None) -> Outcome:
-        return cls(probe.ok if passed is None else passed, summary, probe.observed,
-                   list(probe.transcript))
+        """The common case; a probe that could not finish puts its error in the summary."""
+        error = None if probe.ok else (probe.observed.get("probe_error") or probe.observed.get("error"))
+        return cls(probe.ok if passed is None else passed, f"probe stopped: {error}" if error else summary,
+                   probe.observed, list(probe.transcript))
 
 
 @dataclass

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import shlex
 
-from ..scenario import LessonRun, Outcome, ProbeResult, scenario
-
-
-def outcome(probe: ProbeResult, summary: str) -> Outcome:
-    """Outcome.from_probe, but a probe that could not finish reports its error as the summary."""
-    error = probe.observed.get("probe_error")
-    return Outcome.from_probe(probe, f"probe stopped: {error}" if error else summary)
+from ..scenario import LessonRun, Outcome, scenario
 
 
 @scenario("recv-sizes", "the same reply read with recv(1), recv(5), recv(4096) is identical, sha256 verified")
 def recv_sizes(run: LessonRun) -> Outcome:
     probe = run.probe("recv-sizes")
     o = probe.observed
-    return outcome(probe, f"prefix {o.get('prefix_hex')} -> header of {o.get('header_length')} bytes; "
+    return Outcome.from_probe(probe, f"prefix {o.get('prefix_hex')} -> header of {o.get('header_length')} bytes; "
                           f"body sizes {o.get('body_sizes')} with recv sizes {o.get('recv_sizes')} "
                           f"({o.get('recv_calls')} recv calls)")
 
@@ -32,7 +26,7 @@ def recv_sizes(run: LessonRun) -> Outcome:
 def trickle(run: LessonRun) -> Outcome:
     probe = run.probe("trickle")
     o = probe.observed
-    return outcome(probe, f"request in {o.get('request_sends')} one-byte sends; reply prefix came as "
+    return Outcome.from_probe(probe, f"request in {o.get('request_sends')} one-byte sends; reply prefix came as "
                           f"{o.get('prefix_recv_sizes')}; body {o.get('reply_body')!r}")
 
 
@@ -40,7 +34,7 @@ def trickle(run: LessonRun) -> Outcome:
 def pipelined(run: LessonRun) -> Outcome:
     probe = run.probe("pipelined")
     o = probe.observed
-    return outcome(probe, f"two pipelined requests answered correctly: {o.get('requests_pipelined_ok')}; "
+    return Outcome.from_probe(probe, f"two pipelined requests answered correctly: {o.get('requests_pipelined_ok')}; "
                           f"one recv held {o.get('frames_in_one_recv')} frames {o.get('body_sizes')}; "
                           f"the seed's loop would over-read {o.get('seed_overread_bytes')} bytes")
 
@@ -49,7 +43,7 @@ def pipelined(run: LessonRun) -> Outcome:
 def big_body(run: LessonRun) -> Outcome:
     probe = run.probe("big-body", timeout=120)
     o = probe.observed
-    return outcome(probe, f"download {o.get('download_bytes')} bytes in {o.get('download_seconds')} s, "
+    return Outcome.from_probe(probe, f"download {o.get('download_bytes')} bytes in {o.get('download_seconds')} s, "
                           f"upload {o.get('upload_bytes')} bytes in {o.get('upload_seconds')} s")
 
 
@@ -57,7 +51,7 @@ def big_body(run: LessonRun) -> Outcome:
 def truncated(run: LessonRun) -> Outcome:
     probe = run.probe("truncated")
     o = probe.observed
-    return outcome(probe, f"{o.get('received_body_bytes')} of {o.get('announced_size')} body bytes, "
+    return Outcome.from_probe(probe, f"{o.get('received_body_bytes')} of {o.get('announced_size')} body bytes, "
                           f"then {o.get('error_type')}")
 
 
@@ -65,7 +59,7 @@ def truncated(run: LessonRun) -> Outcome:
 def oversize_header(run: LessonRun) -> Outcome:
     probe = run.probe("oversize-header")
     o = probe.observed
-    return outcome(probe, f"announced {o.get('announced_header_length')}; {o.get('error_type')} after "
+    return Outcome.from_probe(probe, f"announced {o.get('announced_header_length')}; {o.get('error_type')} after "
                           f"{o.get('bytes_read_before_error')} bytes")
 
 
@@ -74,7 +68,7 @@ def bad_input(run: LessonRun) -> Outcome:
     probe = run.probe("bad-input", timeout=180)
     o = probe.observed
     rejected, cases = o.get("rejected_with_error") or [], o.get("cases") or []
-    return outcome(probe, f"{len(rejected)}/{len(cases)} bad frames answered with an error; served while "
+    return Outcome.from_probe(probe, f"{len(rejected)}/{len(cases)} bad frames answered with an error; served while "
                           f"another idles: {o.get('served_while_another_idles')}; "
                           f"still serves: {o.get('still_serves')}")
 
@@ -85,5 +79,5 @@ def client(run: LessonRun) -> Outcome:
     probe = run.probe("grade-client", "--client-cmd", shlex.join(run.client_cmd), timeout=180)
     passed = probe.observed.get("passed") or {}
     failed = [name for name, good in passed.items() if not good]
-    return outcome(probe, f"{sum(passed.values())}/{len(passed)} cases passed"
+    return Outcome.from_probe(probe, f"{sum(passed.values())}/{len(passed)} cases passed"
                           + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -74,11 +74,10 @@ print(json.dumps(report))
 
 def outcome(probe: ProbeResult, summary: str, passed: bool | None = None, extra: dict | None = None,
             transcript: list[str] | None = None) -> Outcome:
-    """Outcome from a probe; a probe that could not finish reports its error as the summary."""
-    error = probe.observed.get("error")
-    ok = probe.ok if passed is None else passed
-    return Outcome(ok and not error, f"probe stopped: {error}" if error else summary,
-                   {**probe.observed, **(extra or {})}, list(probe.transcript) + list(transcript or []))
+    """Outcome.from_probe, plus server-side facts and transcript lines the scenario adds."""
+    base = Outcome.from_probe(probe, summary, passed)
+    return Outcome(base.passed and not probe.observed.get("error"), base.summary,
+                   {**base.observed, **(extra or {})}, base.transcript + list(transcript or []))
 
 
 def server_tree(run: LessonRun, path: str) -> dict:
