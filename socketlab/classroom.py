@@ -116,7 +116,9 @@ class SSHNode:
         self.workdir = workdir
 
     def run(self, argv: Sequence[str], *, timeout: float = 30) -> RunResult:
-        command = f"cd {shlex.quote(self.workdir)} && {shlex.join(argv)}"
+        # the same environment as in the containers: lesson packages importable, output unbuffered
+        workdir = shlex.quote(self.workdir)
+        command = f"cd {workdir} && export PYTHONPATH={workdir} PYTHONUNBUFFERED=1 && {shlex.join(argv)}"
         try:
             r = self.conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
         except CommandTimedOut as exc:
@@ -189,7 +191,8 @@ def lesson_on_machines(lesson: Lesson, server: SSHNode, client: SSHNode, server_
                            f"run it by hand there: {shlex.join(command)}")
         yield LessonRun(lesson=lesson.id, nodes={"server": server, "client": client}, server_host=server_address,
                         ports=dict(lesson.ports), server_cmd=server_program or lesson.server_program,
-                        client_cmd=client_program or lesson.reference_client, workdir=client.workdir)
+                        client_cmd=client_program or lesson.reference_client, workdir=client.workdir,
+                        server_args=command[len(program_part(command)):])
     finally:
         server.stop(name)
 

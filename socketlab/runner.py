@@ -55,9 +55,11 @@ class LessonReport:
 
 def lesson_run(lesson: Lesson, nodes: dict, server_cmd: list[str] | None = None,
                client_cmd: list[str] | None = None) -> LessonRun:
+    command = lesson.service("server").command or []
     return LessonRun(lesson=lesson.id, nodes=nodes, server_host=lesson.service("server").name,
                      ports=dict(lesson.ports), server_cmd=server_cmd or lesson.server_program,
-                     client_cmd=client_cmd or lesson.reference_client)
+                     client_cmd=client_cmd or lesson.reference_client,
+                     server_args=command[len(lesson.server_program):])
 
 
 def run_scenarios(run: LessonRun, scenarios: list[Scenario],

@@ -126,6 +126,12 @@ class LessonRun:
     client_cmd: list[str]
     python: str = "python3"
     workdir: str = "/lab"
+    server_args: list[str] = field(default_factory=list)   # the options the server runs with
+
+    def server_option(self, name: str, default: str) -> str:
+        """The value of the server's ``--name`` option (e.g. where its files live on that node)."""
+        args = self.server_args
+        return args[args.index(name) + 1] if name in args[:-1] else default
 
     @property
     def server(self) -> Node:

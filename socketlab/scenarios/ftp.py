@@ -14,8 +14,17 @@ import json
 
 from ..scenario import LessonRun, Outcome, ProbeResult, scenario, wait_listening
 
-ROOT = "/srv/ftp"            # the server's --root in compose.yaml
-HOME = f"{ROOT}/home"        # <root>/home/<user>: the layout docs/ftp-protocol.md prescribes
+DEFAULT_ROOT = "/srv/ftp"     # the server's --root in compose.yaml
+
+
+def server_root(run: LessonRun) -> str:
+    """Where the server under test keeps its files on its node (its --root option)."""
+    return run.server_option("--root", DEFAULT_ROOT)
+
+
+def homes(run: LessonRun) -> str:
+    """<root>/home/<user>: the layout docs/ftp-protocol.md prescribes."""
+    return f"{server_root(run)}/home"
 DEMO = {"alice": "wonderland", "bob": "builder", "alice2": "looking-glass"}
 
 # Runs on the server node: every file under a directory with its size and sha256 (hidden ones too).
@@ -113,15 +122,15 @@ def login(run: LessonRun) -> Outcome:
 @scenario("password-storage", "passwords are stored salted with a slow KDF (scrypt/PBKDF2), never in clear "
                               "or as a fast hash like the seed's sha256(user+password+user)")
 def password_storage(run: LessonRun) -> Outcome:
-    result = run.server.run(["python3", "-c", PASSWORD_AUDIT, ROOT, json.dumps(DEMO)], timeout=30)
+    result = run.server.run(["python3", "-c", PASSWORD_AUDIT, server_root(run), json.dumps(DEMO)], timeout=30)
     try:
         report = json.loads(result.stdout)
     except ValueError:
-        return Outcome(False, f"could not read {ROOT} on the server: {result.stderr.strip()[-200:]}")
+        return Outcome(False, f"could not read {server_root(run)} on the server: {result.stderr.strip()[-200:]}")
     records = report["records"]
     slow = {u: r for u, r in records.items()
             if r["kdf"] in ("scrypt", "pbkdf2", "pbkdf2_hmac", "argon2") and r["salt_bytes"] >= 16}
-    transcript = [f"files in {ROOT}: {report['files']}"]
+    transcript = [f"files in {server_root(run)}: {report['files']}"]
     for user, r in records.items():
         transcript.append(f"{user}: kdf={r['kdf']} n={r['n']} iterations={r['iterations']} "
                           f"salt={r['salt_bytes']} bytes, fields {r['keys']}")
@@ -163,18 +172,18 @@ def two_users(run: LessonRun) -> Outcome:
                        "all refused (553/550); nothing is read or written outside the home")
 def isolation(run: LessonRun) -> Outcome:
     link = "etc-link"
-    made = run.server.run(["ln", "-sfn", "/etc", f"{HOME}/alice/{link}"], timeout=10)
+    made = run.server.run(["ln", "-sfn", "/etc", f"{homes(run)}/alice/{link}"], timeout=10)
     try:
         probe = run.probe("isolation", "--symlink", link)
     finally:
-        run.server.run(["rm", "-f", f"{HOME}/alice/{link}"], timeout=10)
-    tree = server_tree(run, ROOT)
+        run.server.run(["rm", "-f", f"{homes(run)}/alice/{link}"], timeout=10)
+    tree = server_tree(run, server_root(run))
     escaped = sorted(p for p in tree if "evil" in p)
     o = probe.observed
     extra = {"symlink_created": made.ok, "server_files_named_evil": escaped}
-    transcript = [f"server side: a symlink {HOME}/alice/{link} -> /etc was planted before the probe "
+    transcript = [f"server side: a symlink {homes(run)}/alice/{link} -> /etc was planted before the probe "
                   f"({'ok' if made.ok else 'FAILED: ' + made.stderr.strip()})",
-                  f"server side: files named 'evil' anywhere under {ROOT}: {escaped or 'none'}"]
+                  f"server side: files named 'evil' anywhere under {server_root(run)}: {escaped or 'none'}"]
     passed = probe.ok and made.ok and not escaped
     return outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
                           f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
@@ -189,10 +198,10 @@ def isolation(run: LessonRun) -> Outcome:
                    "and leaves no file, partial or final")
 def quota(run: LessonRun) -> Outcome:
     probe = run.probe("quota")
-    bob = server_tree(run, f"{HOME}/bob")
+    bob = server_tree(run, f"{homes(run)}/bob")
     leftovers = sorted(p for p in bob if "too-big" in p)
     o = probe.observed
-    transcript = [f"server side: {HOME}/bob holds {sorted(bob) or 'nothing'}; anything of too-big.bin: "
+    transcript = [f"server side: {homes(run)}/bob holds {sorted(bob) or 'nothing'}; anything of too-big.bin: "
                   f"{leftovers or 'no'}"]
     return outcome(probe, f"bob {o.get('bob_limit')} vs alice {o.get('alice_limit')} bytes; bob's "
                           f"{o.get('upload_size')}-byte put -> {o.get('bob_put_code')}, alice's -> "
@@ -219,11 +228,11 @@ def concurrent_quota(run: LessonRun) -> Outcome:
 def put_get_checksum(run: LessonRun) -> Outcome:
     probe = run.probe("put-get-checksum", timeout=120)
     o = probe.observed
-    tree = server_tree(run, f"{HOME}/alice")
+    tree = server_tree(run, f"{homes(run)}/alice")
     stored = tree.get("random.bin", {})
     partial = internal_names(tree)
     same = stored.get("sha256") == o.get("local_sha256") and stored.get("size") == o.get("size")
-    transcript = [f"server side: {HOME}/alice/random.bin has {stored.get('size')} bytes, sha256 "
+    transcript = [f"server side: {homes(run)}/alice/random.bin has {stored.get('size')} bytes, sha256 "
                   f"{stored.get('sha256')} ({'the same' if same else 'DIFFERENT'}); "
                   f".part/_temp files: {partial or 'none'}"]
     return outcome(probe, f"{o.get('size')} bytes, sha256 {str(o.get('local_sha256'))[:16]}... on the "
@@ -237,11 +246,11 @@ def put_get_checksum(run: LessonRun) -> Outcome:
                            "put continues at byte 1048576 and the file ends with the right sha256")
 def resume_upload(run: LessonRun) -> Outcome:
     cut = run.probe("resume-upload", "--stage", "cut", timeout=120)
-    middle = server_tree(run, f"{HOME}/alice")
+    middle = server_tree(run, f"{homes(run)}/alice")
     final_during = middle.get("resume-up.bin")
     parts_during = {p: v.get("size") for p, v in middle.items() if p in internal_names(middle)}
     resume = run.probe("resume-upload", "--stage", "resume", timeout=120)
-    after = server_tree(run, f"{HOME}/alice")
+    after = server_tree(run, f"{homes(run)}/alice")
     stored = after.get("resume-up.bin", {})
     parts_after = internal_names(after)
     o = {**cut.observed, **resume.observed}
@@ -349,7 +358,7 @@ def client_batch(run: LessonRun) -> Outcome:
             "--password", DEMO["alice"], "-c", commands]
     result = run.client.run(["sh", "-c", f"cd {run.workdir} && exec \"$@\"", "sh", *argv], timeout=60)
     copy = run.client.run(["python3", "-c", SHA256, "/tmp/cli-copy.bin"]).stdout.strip()
-    tree_during = server_tree(run, f"{HOME}/alice")
+    tree_during = server_tree(run, f"{homes(run)}/alice")
     transcript = [f"$ {' '.join(argv[:-2])} -c {commands!r}", *result.stdout.splitlines(),
                   *result.stderr.strip().splitlines()[-3:],
                   f"original sha256 {original}", f"downloaded copy  {copy or '(missing)'}",

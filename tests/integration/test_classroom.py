@@ -105,7 +105,7 @@ def test_a_lesson_runs_across_two_lab_machines(room, ssh_key, topology):
     assert "basic/server.py" not in server.run(["ps", "-eo", "args"]).stdout
 
 
-@pytest.mark.parametrize("lesson", ["loops", "sticky", "framing", "udp", "socketserver"])
+@pytest.mark.parametrize("lesson", ["loops", "sticky", "framing", "udp", "socketserver", "ftp"])
 def test_every_lesson_runs_across_lab_machines(room, ssh_key, topology, lesson):
     server, client = node(room, "pc2", ssh_key), node(room, "pc3", ssh_key)
     report = check_on_machines(topology.lesson(lesson), server, client, room[0]["pc2"][0], None, None)

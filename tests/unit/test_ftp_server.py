@@ -589,13 +589,10 @@ def test_server_shows_listening_line_and_stops_on_sigterm(tmp_path):
 
 # --- the checker's scenarios against the negative control, on loopback ---------------------------
 
-def test_the_seed_server_fails_every_server_scenario(tmp_path, monkeypatch):
+def test_the_seed_server_fails_every_server_scenario(tmp_path):
     from socketlab.scenario import LessonRun
     from socketlab.scenarios import for_lesson
-    from socketlab.scenarios import ftp as ftp_scenarios
     root = tmp_path / "srv"
-    monkeypatch.setattr(ftp_scenarios, "ROOT", str(root))
-    monkeypatch.setattr(ftp_scenarios, "HOME", str(root / "home"))
     seed = [sys.executable, str(SERVICES.parent / "tests" / "negative" / "ftp_seed_server.py")]
     port = free_port()
     proc = subprocess.Popen([*seed, "--host", "127.0.0.1", "--port", str(port), "--root", str(root)],
@@ -605,7 +602,7 @@ def test_the_seed_server_fails_every_server_scenario(tmp_path, monkeypatch):
         node = LocalNode()
         run = LessonRun(lesson="ftp", nodes={"server": node, "client": node}, server_host="127.0.0.1",
                         ports={"server": port}, server_cmd=seed, client_cmd=[], python=sys.executable,
-                        workdir=str(SERVICES))
+                        workdir=str(SERVICES), server_args=["--root", str(root)])
         outcomes = {sc.name: sc(run) for sc in for_lesson("ftp") if "server" in sc.roles}
     finally:
         proc.kill()
