@@ -70,16 +70,19 @@ def cmd_up(args, topology: Topology) -> int:
     say(f"starting lesson {lesson.id}: {lesson.title}")
     rows = manager.up(lesson, image_id)
     print(table(NODE_HEADERS, _node_rows(rows)))
-    server, client = lesson.service("server").name, ("client" if any(s.role == "client" for s in lesson.services)
-                                                     else "server")
-    print(f"\nguide: services/{lesson.id}/README.md  (seed §{lesson.seed})")
+    server = lesson.service("server").name
+    has_client = any(s.role == "client" for s in lesson.services)
+    print(f"\nguide: {lesson.guide.relative_to(ROOT)}  (seed §{lesson.seed})")
     print("try next:")
-    print(f"  python lab.py demo {lesson.id}          # watch the lesson's scenario across the two containers")
-    print(f"  python lab.py client {lesson.id}        # talk to {server} yourself")
-    print(f"  python lab.py shell {lesson.id} {client}  # a shell in the client container")
-    print(f"  python lab.py logs {lesson.id} -f       # what the server prints")
-    print(f"  python lab.py check {lesson.id} --server my_server.py   # grade your own server")
-    print(f"  python lab.py down {lesson.id}          # remove it all")
+    steps = [(f"python lab.py demo {lesson.id}", "watch the lesson's scenarios across the containers"),
+             (f"python lab.py client {lesson.id}", f"talk to {server} yourself"),
+             (f"python lab.py shell {lesson.id} {'client' if has_client else 'server'}", "a shell in that container"),
+             (f"python lab.py logs {lesson.id} -f", "what the server prints"),
+             (f"python lab.py check {lesson.id} --server my_server.py", "grade your own server"),
+             (f"python lab.py down {lesson.id}", "remove it all")]
+    width = max(len(cmd) for cmd, _ in steps)
+    for cmd, why in steps:
+        print(f"  {cmd.ljust(width)}  # {why}")
     return 0
 
 
