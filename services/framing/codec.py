@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "FrameAssembler",
     "HEADER_LENGTH", "MAX_HEADER_SIZE", "MAX_SIZE",
     "FramingError", "HeaderTooLarge", "BadHeader", "BodyTooLarge", "TruncatedFrame", "ChecksumMismatch",
     "Header", "Data", "EndOfFrame", "NEED_DATA", "NeedData", "Event", "Frame", "FrameDecoder",
@@ -457,19 +458,36 @@ def encode_frame(fields: dict, body: bytes = b"", checksum: bool = True) -> byte
     return encode_header(fields, len(body), digest) + bytes(body)
 
 
+class FrameAssembler:
+    """Events back into whole frames, body in memory: for small frames (tools, tests).
+
+    Streaming code (an FTP upload) handles ``Data`` events itself instead; this is the
+    convenience for everything else. Keep one per decoder: a frame may span many calls.
+    """
+
+    def __init__(self) -> None:
+        self.header: dict = {}
+        self.body = bytearray()
+
+    def next_frame(self, decoder: FrameDecoder) -> Frame | NeedData:
+        """The next whole frame, or NEED_DATA when the decoder needs more bytes first."""
+        while (event := decoder.next_event()) is not NEED_DATA:
+            if isinstance(event, Header):
+                self.header, self.body = event.fields, bytearray()
+            elif isinstance(event, Data):
+                self.body += event.data
+            else:                                   # EndOfFrame: body complete and verified
+                return Frame(self.header, bytes(self.body))
+        return NEED_DATA
+
+
 def decode_frames(data: bytes, **decoder_options: Any) -> list[Frame]:
     """Decode a complete byte string of small frames (raises TruncatedFrame if it ends mid-frame)."""
     decoder = FrameDecoder(**decoder_options)
     decoder.receive_data(data)
+    assembler = FrameAssembler()
     frames: list[Frame] = []
-    header: dict = {}
-    body = bytearray()
-    while (event := decoder.next_event()) is not NEED_DATA:
-        if isinstance(event, Header):
-            header, body = event.fields, bytearray()
-        elif isinstance(event, Data):
-            body += event.data
-        else:
-            frames.append(Frame(header, bytes(body)))
+    while (frame := assembler.next_frame(decoder)) is not NEED_DATA:
+        frames.append(frame)
     decoder.end_of_stream()
     return frames

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import socket
 
-from .codec import NEED_DATA, Data, Frame, FrameDecoder, Header, encode_header
+from .codec import NEED_DATA, Frame, FrameAssembler, FrameDecoder, encode_header
 
 # Bodies up to this size go out in the same sendall as their header. Two small writes in a
 # row (header, then body) can meet Nagle's algorithm and the peer's delayed ACK and wait
@@ -62,19 +62,11 @@ def read_frame(sock: socket.socket, decoder: FrameDecoder, recv_size: int = 6553
     closed between frames, TruncatedFrame (also an EOFError) if it closed mid-frame, or
     another FramingError for bad bytes.
     """
-    header: dict = {}
-    body = bytearray()
-    while True:
-        event = decoder.next_event()
-        if event is NEED_DATA:
-            data = sock.recv(recv_size)
-            if not data:
-                decoder.end_of_stream()             # raises TruncatedFrame if mid-frame
-                raise EOFError("connection closed by the peer (between frames)")
-            decoder.receive_data(data)
-        elif isinstance(event, Header):
-            header = event.fields
-        elif isinstance(event, Data):
-            body += event.data
-        else:                                       # EndOfFrame: body complete and verified
-            return Frame(header, bytes(body))
+    assembler = FrameAssembler()
+    while (frame := assembler.next_frame(decoder)) is NEED_DATA:
+        data = sock.recv(recv_size)
+        if not data:
+            decoder.end_of_stream()                 # raises TruncatedFrame if mid-frame
+            raise EOFError("connection closed by the peer (between frames)")
+        decoder.receive_data(data)
+    return frame

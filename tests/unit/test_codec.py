@@ -22,6 +22,7 @@ from framing.codec import (
     Data,
     EndOfFrame,
     Frame,
+    FrameAssembler,
     FrameDecoder,
     FramingError,
     Header,
@@ -44,17 +45,11 @@ frames = st.tuples(header_fields, st.binary(max_size=300))
 def feed(decoder: FrameDecoder, chunks: list[bytes]) -> list[Frame]:
     """Feed chunks one by one, draining events after each; return the frames decoded."""
     out: list[Frame] = []
-    header: dict = {}
-    body = bytearray()
+    assembler = FrameAssembler()
     for chunk in chunks:
         decoder.receive_data(chunk)
-        while (event := decoder.next_event()) is not NEED_DATA:
-            if isinstance(event, Header):
-                header, body = event.fields, bytearray()
-            elif isinstance(event, Data):
-                body += event.data
-            else:
-                out.append(Frame(header, bytes(body)))
+        while (frame := assembler.next_frame(decoder)) is not NEED_DATA:
+            out.append(frame)
     decoder.end_of_stream()
     return out
 
