@@ -79,12 +79,12 @@ class ProbeResult:
 
     @classmethod
     def parse(cls, result: RunResult) -> ProbeResult:
-        lines = result.stdout.splitlines()
         observed: dict = {}
-        ok = False
+        ok = reported = False
         transcript = []
-        for line in lines:
+        for line in result.stdout.splitlines():
             if line.startswith(RESULT_PREFIX):
+                reported = True
                 try:
                     payload = json.loads(line[len(RESULT_PREFIX):])
                     ok, observed = bool(payload.get("ok")), dict(payload.get("observed", {}))
@@ -92,7 +92,7 @@ class ProbeResult:
                     transcript.append(line)
             else:
                 transcript.append(line)
-        if not any(line.startswith(RESULT_PREFIX) for line in lines):
+        if not reported:
             tail = result.stderr.strip().splitlines()[-5:]
             transcript += [f"(probe crashed, exit {result.exit_code})", *tail]
         return cls(ok and result.exit_code == 0, observed, transcript, result.exit_code,

@@ -21,10 +21,8 @@ def service_container(spec: ServiceSpec, network: Network, name: str, labels: di
     kwargs = spec.engine_kwargs()
     env = kwargs.pop("environment", {})
     tmpfs = kwargs.pop("tmpfs", {})
-    image = image or kwargs.pop("image")
-    kwargs.pop("image", None)
-    command = command or kwargs.pop("command", None)
-    kwargs.pop("command", None)
+    compose_image, compose_command = kwargs.pop("image"), kwargs.pop("command", None)
+    image, command = image or compose_image, command or compose_command   # an override wins
     container = (DockerContainer(image, command=command, name=name)
                  .with_network(network).with_network_aliases(spec.name)
                  .with_kwargs(labels={**labels, "socketlab.lesson": spec.lesson, "socketlab.role": spec.role},
