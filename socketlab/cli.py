@@ -411,7 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        # Everything after `test` belongs to pytest, options first included (`test -q -k classroom`);
+        # argparse's REMAINDER would reject a leading option.
+        args = argparse.Namespace(fn=cmd_test, pytest_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.fn(args, load())
     except LabError as exc:
