@@ -90,11 +90,19 @@ class Home:
         # Resolve the home itself once: the root may be reached through a symlink (/tmp on macOS).
         self.real = os.path.realpath(path)
 
-    def resolve(self, cwd: str, arg: str) -> Resolved:
-        """The virtual and real path of ``arg`` typed in ``cwd``, or PathError (553)."""
+    def resolve(self, cwd: str, arg: str, *, follow_last: bool = True) -> Resolved:
+        """The virtual and real path of ``arg`` typed in ``cwd``, or PathError (553).
+
+        ``follow_last=False`` is for ``rm``: the last component may be a symlink leading out of
+        the home, and it is the link itself that goes (unlink never follows it), so only the
+        directory it sits in must be inside the home.
+        """
         virtual = virtual_path(cwd, arg)
         real = os.path.join(self.real, *[p for p in virtual.split("/") if p])
-        self.confine(real, arg)
+        if follow_last or virtual == "/":
+            self.confine(real, arg)
+        else:
+            self.confine(os.path.dirname(real), arg)
         return Resolved(virtual, real)
 
     def confine(self, real: str, shown: str) -> None:

@@ -54,16 +54,20 @@ DEFAULT_PORT = 20060
 
 MAX_HEADER_SIZE = 64 * 1024         # a header longer than this is refused before it is read
 MAX_PATH_CHARS = 1024               # a path argument, in characters
-MAX_NAME_BYTES = 255                # one path component, in UTF-8 bytes (the Linux NAME_MAX)
+NAME_MAX = 255                      # the longest name Linux file systems store, in bytes
 MAX_FILE_SIZE = 1 << 40             # 1 TiB: keeps quota arithmetic in plain, exact ints
 MAX_USER_CHARS = 32
 USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 MAX_LOGIN_ATTEMPTS = 3              # wrong proofs per session, then 421 and close
 LOGIN_FAILURE_DELAY = 1.0           # seconds the server waits before answering a failed login
+LOGIN_DEADLINE = 60.0               # seconds from connecting to a successful login, noop or not
 IDLE_TIMEOUT = 300.0                # seconds without a request before the server hangs up
 HEADER_DEADLINE = 10.0              # seconds a started header may take to arrive completely
 STALL_TIMEOUT = 60.0                # seconds a body may go without a single byte arriving
+MIN_BODY_RATE = 1024                # bytes per second a body must average over every RATE_WINDOW...
+RATE_WINDOW = 30.0                  # ...seconds (a 1-byte-per-20-s trickle never stalls, but is cut)
+DEFAULT_MAX_ENTRIES = 1000          # files + directories per user (quota counts entries, not just bytes)
 DEFAULT_MAX_SESSIONS = 100          # worker threads in the server's pool
 CHUNK_SIZE = 256 * 1024             # the reusable receive buffer of both sides
 
@@ -83,6 +87,9 @@ FEATURES = ["scram-scrypt", "sha256", "md5", "resume-put", "resume-get", "quota"
 #: path argument may name them (553), so a client cannot read or clobber another upload's bytes.
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"
+#: One path component, in UTF-8 bytes. Not 255: an upload of NAME also needs ``.NAME.part.json``
+#: (11 bytes more) in the same directory, and that name must fit in NAME_MAX too.
+MAX_NAME_BYTES = NAME_MAX - len(".") - len(SIDECAR_SUFFIX)
 
 
 class Code(enum.IntEnum):
@@ -120,7 +127,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "auth": ("auth PROOF", "finish logging in with the proof computed from the password"),
     "pwd": ("pwd", "print the current directory (/ is your home)"),
     "cd": ("cd PATH", "change directory anywhere inside your home"),
-    "ls": ("ls [PATH]", "list a directory: name, type, size, mtime"),
+    "ls": ("ls [PATH]", "list a directory (name, type, size, mtime), in pages if it is big"),
     "mkdir": ("mkdir PATH", "create a directory"),
     "rm": ("rm PATH", "remove a file, an empty directory, or an unfinished upload"),
     "quota": ("quota", "show used, reserved and free bytes of your quota"),
@@ -147,10 +154,12 @@ class ProtocolError(Exception):
 
 
 class FatalProtocolError(ProtocolError):
-    """A framing violation: the byte stream can no longer be trusted, so the connection ends."""
+    """A framing violation: the byte stream can no longer be trusted, so the connection ends.
+    ``checksum`` says the frame's body did not match its "sha256" (its bytes must be dropped)."""
 
-    def __init__(self, msg: str) -> None:
+    def __init__(self, msg: str, *, checksum: bool = False) -> None:
         super().__init__(Code.SYNTAX_ERROR, msg, fatal=True)
+        self.checksum = checksum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,16 +208,19 @@ def field_str(header: dict, name: str, *, max_chars: int = MAX_PATH_CHARS, defau
 
 
 def field_hex(header: dict, name: str, *, nbytes: int | None = None, low: int = 1, high: int = 64,
-              default: Any = ...) -> str:
-    """Lower-case hexadecimal of exactly ``nbytes`` bytes (or between low and high bytes)."""
+              default: Any = ..., as_sent: bool = False) -> str:
+    """Hexadecimal of exactly ``nbytes`` bytes (or between low and high bytes), in lower case
+    unless ``as_sent`` (a login's cnonce enters the auth message exactly as the client sent it)."""
     if name not in header and default is not ...:
         return default
-    value = field_str(header, name, max_chars=2 * max(high, nbytes or 0)).lower()
+    value = field_str(header, name, max_chars=2 * max(high, nbytes or 0))
+    if not as_sent:
+        value = value.lower()
     if nbytes:
         size_ok = len(value) == 2 * nbytes
     else:
         size_ok = low * 2 <= len(value) <= high * 2 and len(value) % 2 == 0
-    if not size_ok or not all(c in "0123456789abcdef" for c in value):
+    if not size_ok or not all(c in "0123456789abcdefABCDEF" for c in value):
         want = f"{nbytes} bytes" if nbytes else f"{low}..{high} bytes"
         raise ProtocolError(Code.BAD_ARGUMENTS, f"field {name!r} must be hexadecimal ({want})")
     return value
@@ -285,7 +297,7 @@ class Login(Request):
 
     @classmethod
     def from_header(cls, header: dict) -> Login:
-        return cls(field_user(header), field_hex(header, "cnonce", low=8, high=64))
+        return cls(field_user(header), field_hex(header, "cnonce", low=8, high=64, as_sent=True))
 
 
 @dataclass(frozen=True)
@@ -315,12 +327,16 @@ class Cd(Request):
 
 @dataclass(frozen=True)
 class Ls(Request):
+    """List a directory. A listing too big for one reply header comes in pages: the reply says
+    ``truncated`` and ``continue_after`` (a name); ask again with ``after`` = that name."""
+
     op = "ls"
     path: str = "."
+    after: str | None = None
 
     @classmethod
     def from_header(cls, header: dict) -> Ls:
-        return cls(field_path(header, "path", default="."))
+        return cls(field_path(header, "path", default="."), field_str(header, "after", default=None))
 
 
 @dataclass(frozen=True)
@@ -594,17 +610,11 @@ class FtpConnection:
         while True:
             try:
                 event = self._decoder.next_event()
-            except (HeaderTooLarge, BodyTooLarge) as exc:
-                raise FatalProtocolError(f"frame refused: {exc}") from None
-            except BadHeader as exc:
-                # Not UTF-8, not JSON, not an object, NaN, 5000-digit numbers, duplicate keys...
-                # The codec refuses to go on after this (a peer that sends such bytes may well
-                # have lost count of its frames too), so: one clear 500, then close.
-                raise FatalProtocolError(f"bad header: {exc}") from None
-            except ChecksumMismatch as exc:
-                raise FatalProtocolError(f"frame body checksum: {exc}") from None
-            except FramingError as exc:
-                raise FatalProtocolError(str(exc)) from None
+            except FramingError:
+                # Whatever went wrong, no body is in progress any more: the caller must not
+                # wait for the rest of one (a checksum mismatch is raised at the body's end).
+                self._in_body = self._skipping_body = False
+                self._raise_framing_error()
             if event is NEED_DATA:
                 if self._eof:
                     return self._end_of_stream()
@@ -626,10 +636,30 @@ class FtpConnection:
                 continue
             raise FatalProtocolError(f"unexpected framing event {event!r}")  # pragma: no cover
 
+    def _raise_framing_error(self) -> None:
+        """Turn the codec's exception (being handled) into one FatalProtocolError."""
+        try:
+            raise
+        except (HeaderTooLarge, BodyTooLarge) as exc:
+            raise FatalProtocolError(f"frame refused: {exc}") from None
+        except BadHeader as exc:
+            # Not UTF-8, not JSON, not an object, NaN, 5000-digit numbers, duplicate keys...
+            # The codec refuses to go on after this (a peer that sends such bytes may well
+            # have lost count of its frames too), so: one clear 500, then close.
+            raise FatalProtocolError(f"bad header: {exc}") from None
+        except ChecksumMismatch as exc:
+            # The stream is still in step here, but the body we already passed on (an upload
+            # writes it to its .part as it arrives) is not what the peer meant. One rule for
+            # every framing failure: 500, close; the server drops the bytes of that body.
+            raise FatalProtocolError(f"frame body checksum: {exc}", checksum=True) from None
+        except FramingError as exc:
+            raise FatalProtocolError(str(exc)) from None
+
     def _end_of_stream(self) -> Any:
         try:
             self._decoder.end_of_stream()
         except FramingError as exc:
+            self._in_body = self._skipping_body = False
             raise FatalProtocolError(f"connection closed in the middle of a frame: {exc}") from None
         raise EOFError("the peer closed the connection")
 
@@ -676,7 +706,7 @@ def greeting(max_sessions: int, **limits: Any) -> Reply:
                  server=SERVER_NAME, version=PROTOCOL_VERSION, features=FEATURES,
                  limits={"max_header": MAX_HEADER_SIZE, "max_sessions": max_sessions,
                          "max_login_attempts": MAX_LOGIN_ATTEMPTS, "max_path_chars": MAX_PATH_CHARS,
-                         "max_file_size": MAX_FILE_SIZE, **limits})
+                         "max_name_bytes": MAX_NAME_BYTES, "max_file_size": MAX_FILE_SIZE, **limits})
 
 
 def help_reply() -> Reply:
@@ -684,9 +714,56 @@ def help_reply() -> Reply:
     return reply(Code.HELP, "commands", commands=commands)
 
 
-def dumps_compact(obj: Any) -> int:
-    """Length of ``obj`` as compact JSON: used to keep a listing under MAX_HEADER_SIZE."""
-    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+def header_bytes(message: Reply) -> int:
+    """The size of ``message``'s header exactly as ``send`` writes it (the codec's JSON), or
+    MAX_HEADER_SIZE + 1 when it is too big to be sent at all."""
+    try:
+        return len(encode_header(message.to_header())) - 4
+    except HeaderTooLarge:
+        return MAX_HEADER_SIZE + 1
+
+
+def _entry_bytes(entry: dict) -> int:
+    # The codec's own encoding (ensure_ascii=False, default ", " and ": " separators), plus the
+    # ", " that separates two list items. Names are valid Unicode here (see storage.describe).
+    return len(json.dumps(entry, ensure_ascii=False).encode("utf-8")) + 2
+
+
+def listing_page(path: str, entries: list[dict], after: str | None = None) -> Reply:
+    """The 200 reply to ``ls``: as many entries (sorted by name, those after ``after``) as fit
+    in one header. The size is measured the way the header is *sent*, then checked again.
+
+    A page never ends between two entries of the same name (a file and an unfinished upload of
+    a new version share it), so ``after`` = the last name of a page loses nothing.
+    """
+    total = len(entries)
+    rest = [e for e in entries if after is None or e["name"] > after]
+
+    def page(chosen: list[dict]) -> Reply:
+        truncated = len(chosen) < len(rest)
+        return reply(Code.OK, f"{len(chosen)} of {total} entries" + (" (truncated)" if truncated else ""),
+                     path=path, entries=chosen, truncated=truncated, total=total,
+                     continue_after=chosen[-1]["name"] if truncated and chosen else None)
+
+    budget = MAX_HEADER_SIZE - header_bytes(page([])) - LISTING_RESERVE
+    count = 0
+    for entry in rest:
+        budget -= _entry_bytes(entry)
+        if budget < 0:
+            break
+        count += 1
+    while True:
+        cut = count
+        while 0 < cut < len(rest) and rest[cut]["name"] == rest[cut - 1]["name"]:
+            cut -= 1                   # do not split a name between two pages
+        message = page(rest[:cut])
+        if header_bytes(message) <= MAX_HEADER_SIZE or cut == 0:
+            return message
+        count = cut * 9 // 10          # the estimate was wrong (it is not): never send too much
+
+
+#: Room kept free in a listing's header for "continue_after" (the last name, escaped).
+LISTING_RESERVE = 4096
 
 
 __all__ = [

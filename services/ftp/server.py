@@ -33,7 +33,6 @@ On a root without users.json, the demo users alice, bob and alice2 are created (
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import queue
 import signal
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 
 from framing.codec import NEED_DATA
 from ftp.auth import fake_verifier, new_nonce, server_signature, verify_proof
+from ftp.oserrors import reply_for_os_error
 from ftp.paths import Home
 from ftp.protocol import (
     CHUNK_SIZE,
@@ -52,8 +52,11 @@ from ftp.protocol import (
     DEFAULT_PORT,
     HEADER_DEADLINE,
     IDLE_TIMEOUT,
+    LOGIN_DEADLINE,
     LOGIN_FAILURE_DELAY,
     MAX_LOGIN_ATTEMPTS,
+    MIN_BODY_RATE,
+    RATE_WINDOW,
     STALL_TIMEOUT,
     Abort,
     Auth,
@@ -83,9 +86,11 @@ from ftp.protocol import (
     State,
     greeting,
     help_reply,
+    listing_page,
     reply,
 )
-from ftp.storage import Storage, StorageError, Upload
+from ftp.storage import Allowance, Storage, StorageError, Upload
+from ftp.throttle import LoginThrottle, ThrottlePolicy
 from ftp.users import UserDb, ensure_demo_users, home_dir, server_secret
 
 
@@ -98,7 +103,11 @@ class ServerConfig:
     idle_timeout: float = IDLE_TIMEOUT
     header_deadline: float = HEADER_DEADLINE
     stall_timeout: float = STALL_TIMEOUT
+    login_deadline: float = LOGIN_DEADLINE
+    min_body_rate: int = MIN_BODY_RATE
+    rate_window: float = RATE_WINDOW
     login_delay: float = LOGIN_FAILURE_DELAY
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     drop_after_bytes: int | None = None
     demo_users: bool = True
     verbose: bool = True
@@ -116,11 +125,43 @@ class Stats:
     bytes_out: int = 0
     uploads: int = 0
     downloads: int = 0
+    throttled_logins: int = 0
+    internal_errors: int = 0
     errors: dict = field(default_factory=dict)
 
 
-class HeaderTimeout(TimeoutError):
-    pass
+class SessionTimeout(TimeoutError):
+    """A deadline of the session passed; ``str()`` is the sentence of the 421 that follows."""
+
+
+class BodyPace:
+    """The minimum rate of a body: at least ``rate × window`` bytes (or the rest of the body) in
+    every window. A 60 s stall timeout alone lets a client keep a worker for ever by trickling
+    one byte every 59 s; this does not."""
+
+    def __init__(self, remaining: int, rate: int, window: float) -> None:
+        self.rate, self.window = rate, window
+        self._new_window(remaining)
+
+    def _new_window(self, remaining: int) -> None:
+        self.started = time.monotonic()
+        self.got = 0
+        self.need = min(remaining, max(1, int(self.rate * self.window)))
+
+    def deadline(self) -> float:
+        return self.started + self.window
+
+    def count(self, n: int, remaining: int) -> None:
+        """``n`` bytes arrived; ``remaining`` are still to come. SessionTimeout if too slow."""
+        self.got += n
+        if self.got >= self.need:
+            self._new_window(remaining)
+        elif time.monotonic() > self.deadline():
+            self.too_slow()
+
+    def too_slow(self) -> None:
+        raise SessionTimeout(f"too slow: {self.got} bytes in {self.window:g} s, at least {self.need} needed "
+                             f"({self.rate} bytes/s); closing (an upload keeps its part)")
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
@@ -146,14 +187,18 @@ class Session:
         self.challenge: tuple | None = None   # (user, cnonce, snonce, verifier, known)
         self.failed_logins = 0
         self.upload: Upload | None = None
+        self.pace: BodyPace | None = None
+        self.connected_at = time.monotonic()
         self.who = f"{address[0]}:{address[1]}"
 
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
         try:
-            self.send(greeting(self.config.max_sessions, idle_timeout=self.config.idle_timeout,
-                               header_deadline=self.config.header_deadline))
+            c = self.config
+            self.send(greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
+                               login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
+                               min_body_rate=c.min_body_rate, rate_window=c.rate_window))
             while self.conn.state.state is not State.CLOSED:
                 self.handle(self.next_event())
         except EOFError:
@@ -161,10 +206,9 @@ class Session:
         except FatalProtocolError as exc:
             self.log(f"protocol violation: {exc.msg}")
             self.say_goodbye(Code.SYNTAX_ERROR, f"{exc.msg}; closing the connection")
-        except HeaderTimeout:
-            self.log("header deadline passed")
-            self.say_goodbye(Code.SERVICE_UNAVAILABLE,
-                             f"a request header took longer than {self.config.header_deadline:g} s; closing")
+        except SessionTimeout as exc:
+            self.log(f"timed out: {exc}")
+            self.say_goodbye(Code.SERVICE_UNAVAILABLE, str(exc))
         except TimeoutError:
             self.log("timed out")
             self.say_goodbye(Code.SERVICE_UNAVAILABLE, "idle or stalled for too long; closing")
@@ -174,33 +218,56 @@ class Session:
             self.abandon_upload()
 
     def next_event(self):
-        """The next event, receiving as needed, with the right timeout for where we are."""
-        started: float | None = None
+        """The next event, receiving as needed, with the right deadline for where we are."""
+        started: float | None = None     # when the first byte of a request header arrived
         while True:
             event = self.conn.next_event()
             if event is not NEED_DATA:
                 return event
-            if self.conn.in_body:
-                self.sock.settimeout(self.config.stall_timeout)   # a body must keep moving
-            elif started is None:
-                self.sock.settimeout(self.config.idle_timeout)    # between requests: be patient
-            else:                                                 # a header has started: hurry
-                left = started + self.config.header_deadline - time.monotonic()
-                if left <= 0:
-                    raise HeaderTimeout()
-                self.sock.settimeout(left)
+            if not self.conn.in_body:
+                self.pace = None
+            elif self.pace is None:
+                self.pace = BodyPace(self.conn.body_remaining, self.config.min_body_rate, self.config.rate_window)
+            deadline, why = self.deadline(started)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SessionTimeout(why)
+            self.sock.settimeout(left)
             buffer = self.receive_buffer()
             try:
                 n = self.sock.recv_into(buffer)
             except TimeoutError:
-                if started is not None and not self.conn.in_body:
-                    raise HeaderTimeout() from None
-                raise
-            if n and started is None and not self.conn.in_body:
+                raise SessionTimeout(why) from None
+            if self.pace is not None:
+                self.pace.count(n, self.conn.body_remaining - n)
+            elif n and started is None:
                 started = time.monotonic()
             # The decoder may keep a view of the buffer (no copy): every Body event is used up
             # (written to the file) before the next recv_into overwrites the buffer.
             self.conn.receive_data(buffer[:n])
+
+    def deadline(self, header_started: float | None) -> tuple[float, str]:
+        """(monotonic time, the 421's sentence) of the nearest deadline that applies now."""
+        now, c = time.monotonic(), self.config
+        if self.pace is not None:                            # a body must keep moving, fast enough
+            candidates = [(now + c.stall_timeout, f"no body byte for {c.stall_timeout:g} s; closing "
+                                                  f"(an upload keeps its part)"),
+                          (self.pace.deadline(), "")]
+        elif header_started is not None:                     # a header has started: hurry
+            candidates = [(header_started + c.header_deadline,
+                           f"a request header took longer than {c.header_deadline:g} s; closing")]
+        else:                                                # between requests: be patient
+            candidates = [(now + c.idle_timeout, f"idle for {c.idle_timeout:g} s; closing")]
+        if self.user is None:                                # ... but not for ever before a login
+            candidates.append((self.connected_at + c.login_deadline,
+                               f"log in within {c.login_deadline:g} s of connecting; closing"))
+        deadline, why = min(candidates, key=lambda item: item[0])
+        if not why:
+            try:
+                self.pace.too_slow()
+            except SessionTimeout as exc:
+                why = str(exc)
+        return deadline, why
 
     def receive_buffer(self) -> memoryview:
         """The 256 KiB bulk buffer while a body streams in, the small one between requests."""
@@ -239,6 +306,8 @@ class Session:
         handler = self.HANDLERS.get(type(event))
         try:
             handler(self, event)
+        except FatalProtocolError:            # the stream is broken: run() says 500 and closes
+            raise
         except ProtocolError as exc:          # PathError, StorageError...: refuse, carry on
             self.server.count_error(exc.code)
             if self.conn.in_body:
@@ -247,7 +316,19 @@ class Session:
 
     # --- logging in -------------------------------------------------------------------------
 
+    def throttled(self, name: str, wait: float) -> None:
+        """530 without checking anything: this account or address must wait (ftp/throttle.py)."""
+        self.server.stats.throttled_logins += 1
+        self.log(f"login for {name!r} throttled for {wait:.1f} s")
+        seconds = max(1, int(wait + 0.999))
+        self.send(reply(Code.NOT_LOGGED_IN, f"too many failed logins for this account or address; "
+                        f"try again in {seconds} s", retry_after=seconds))
+
     def do_login(self, req: Login) -> None:
+        self.challenge = None
+        wait = self.server.throttle.retry_after(req.user, self.address[0])
+        if wait > 0:
+            return self.throttled(req.user, wait)
         user = self.server.users.get(req.user)
         # Unknown user: a fake verifier with a stable salt, and later the same "530 login
         # incorrect" as a wrong password. Nothing tells an attacker which names exist.
@@ -260,7 +341,11 @@ class Session:
     def do_auth(self, req: Auth) -> None:
         name, cnonce, snonce, verifier, known = self.challenge
         self.challenge = None                  # a challenge is good for one try only
+        wait = self.server.throttle.begin_attempt(name, self.address[0])
+        if wait > 0:
+            return self.throttled(name, wait)
         if verify_proof(verifier, req.proof, name, cnonce, snonce) and known:
+            self.server.throttle.succeeded(name, self.address[0])
             self.user, self.cwd = name, "/"
             os.makedirs(home_dir(self.config.root, name), exist_ok=True)
             self.home = Home(home_dir(self.config.root, name))
@@ -282,49 +367,49 @@ class Session:
 
     # --- navigation ---------------------------------------------------------------------------
 
-    def quota_limit(self) -> int:
+    def allowance(self) -> Allowance:
         user = self.server.users.get(self.user or "")
         if user is None:
             raise StorageError(Code.NOT_LOGGED_IN, "your account was removed")
-        return user.quota
+        return Allowance(user.quota, user.max_entries)
 
     def do_pwd(self, req: Pwd) -> None:
         self.send(reply(Code.PATH_CREATED, f'"{self.cwd}" is the current directory', path=self.cwd))
 
     def do_cd(self, req: Cd) -> None:
         target = self.home.resolve(self.cwd, req.path)
-        if not os.path.isdir(target.real):
-            raise StorageError(Code.UNAVAILABLE, f"no such directory: {target.virtual}")
+        self.server.storage.check_directory(target)
         self.cwd = target.virtual
         self.send(reply(Code.FILE_ACTION_OK, f"directory is now {self.cwd}", path=self.cwd))
 
     def do_ls(self, req: Ls) -> None:
         target = self.home.resolve(self.cwd, req.path)
-        entries, truncated = self.server.storage.list_dir(self.home, target)
-        self.send(reply(Code.OK, f"{len(entries)} entries" + (" (truncated)" if truncated else ""),
-                        path=target.virtual, entries=entries, truncated=truncated))
+        entries = self.server.storage.list_dir(self.home, target)
+        self.send(listing_page(target.virtual, entries, req.after))
 
     def do_mkdir(self, req: Mkdir) -> None:
         target = self.home.resolve(self.cwd, req.path)
-        self.server.storage.make_dir(target)
+        self.server.storage.make_dir(self.user, self.home, self.allowance(), target)
         self.send(reply(Code.PATH_CREATED, f'"{target.virtual}" created', path=target.virtual))
 
     def do_rm(self, req: Rm) -> None:
-        target = self.home.resolve(self.cwd, req.path)
+        target = self.home.resolve(self.cwd, req.path, follow_last=False)   # a link goes, not its target
         what = self.server.storage.remove(self.user, target)
         self.send(reply(Code.FILE_ACTION_OK, f"removed {what} {target.virtual}", path=target.virtual))
 
     def do_quota(self, req: Quota) -> None:
-        used, reserved = self.server.storage.usage(self.user, self.home)
-        limit = self.quota_limit()
-        self.send(reply(Code.OK, f"{used} of {limit} bytes used", used=used, reserved=reserved, limit=limit,
-                        free=max(0, limit - used - reserved)))
+        used, reserved, entries = self.server.storage.full_usage(self.user, self.home)
+        allowance = self.allowance()
+        limit = allowance.bytes
+        self.send(reply(Code.OK, f"{used} of {limit} bytes used, {entries} of {allowance.entries} entries",
+                        used=used, reserved=reserved, limit=limit, free=max(0, limit - used - reserved),
+                        entries=entries, max_entries=allowance.entries))
 
     # --- upload: put → 350 {offset} → data + body → 226 -----------------------------------------
 
     def do_put(self, req: Put) -> None:
         target = self.home.resolve(self.cwd, req.path)
-        upload = self.server.storage.begin_upload(self.user, self.home, self.quota_limit(), target,
+        upload = self.server.storage.begin_upload(self.user, self.home, self.allowance(), target,
                                                   req.file_size, req.algo, req.digest, req.overwrite)
         self.upload = upload
         verb = f"resuming at byte {upload.offset}" if upload.offset else "starting"
@@ -347,7 +432,15 @@ class Session:
             raise self.disk_error(exc) from None
         # Socket trouble in here (EOF, reset, stall) propagates to run(), whose `finally`
         # keeps the part for a resume. Disk trouble is reported after the body was drained.
-        write_error = self.receive_body(upload)
+        try:
+            write_error = self.receive_body(upload)
+        except FatalProtocolError as exc:
+            if exc.checksum:               # the frame's own sha256 failed: its bytes are not wanted
+                try:
+                    upload.drop_received()
+                except OSError:
+                    pass
+            raise
         if write_error is not None:
             raise self.disk_error(write_error)
         try:
@@ -388,10 +481,10 @@ class Session:
                     error = exc
 
     def disk_error(self, exc: OSError) -> StorageError:
+        path = self.upload.target.virtual if self.upload else "the upload"
         kept = self.abandon_upload()
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        code = Code.INSUFFICIENT_STORAGE if full else Code.LOCAL_ERROR
-        return StorageError(code, f"cannot write: {exc.strerror}; {kept} bytes kept for a resume")
+        mapped = reply_for_os_error(exc, path)
+        return StorageError(mapped.code, f"{mapped.msg}; {kept} bytes kept for a resume")
 
     def skip_body(self) -> None:
         """Read and drop the rest of the current body: the next frame must start in step."""
@@ -426,7 +519,7 @@ class Session:
         target = self.home.resolve(self.cwd, req.path)
         fd, st = self.server.storage.open_for_download(self.home, target)
         with os.fdopen(fd, "rb") as f:
-            digest = self.server.storage.digests.digest_of(fd, st, req.algo)
+            digest = self.server.storage.digest_of(fd, st, req.algo, target)
             offset = req.offset
             if req.if_digest is not None and req.if_digest != digest:
                 offset = 0      # the file changed since the client's partial copy: start over
@@ -487,6 +580,7 @@ class FtpServer:
             self.log(f"no users yet: created the demo users {', '.join(added)} (see the guide for passwords)")
         self.secret = server_secret(config.root)
         self.storage = Storage()
+        self.throttle = LoginThrottle(config.throttle)
         self.stats = Stats()
         self.jobs: queue.Queue = queue.Queue()
         self.refusals: queue.Queue = queue.Queue(maxsize=256)
@@ -555,6 +649,7 @@ class FtpServer:
                 with sock:
                     Session(self, sock, address).run()
             except Exception as exc:   # a bug in one session must not kill the worker
+                self.stats.internal_errors += 1
                 self.log(f"[{address[0]}:{address[1]}] internal error: {exc!r}")
             finally:
                 self.slots.release()
@@ -607,6 +702,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
     parser.add_argument("--header-deadline", type=float, default=HEADER_DEADLINE)
     parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT)
+    parser.add_argument("--login-deadline", type=float, default=LOGIN_DEADLINE,
+                        help="seconds from connecting to a successful login")
+    parser.add_argument("--min-body-rate", type=int, default=MIN_BODY_RATE,
+                        help="bytes per second an upload body must average over every --rate-window")
+    parser.add_argument("--rate-window", type=float, default=RATE_WINDOW)
     parser.add_argument("--login-delay", type=float, default=LOGIN_FAILURE_DELAY,
                         help="seconds before answering a failed login")
     parser.add_argument("--drop-after-bytes", type=int, default=None,
@@ -623,6 +723,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     return ServerConfig(root=args.root, host=args.host, port=args.port, max_sessions=args.max_sessions,
                         idle_timeout=args.idle_timeout, header_deadline=args.header_deadline,
                         stall_timeout=args.stall_timeout, login_delay=args.login_delay,
+                        login_deadline=args.login_deadline, min_body_rate=args.min_body_rate,
+                        rate_window=args.rate_window,
                         drop_after_bytes=args.drop_after_bytes, demo_users=not args.no_demo_users,
                         verbose=not args.quiet)
 

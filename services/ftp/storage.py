@@ -30,21 +30,20 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ftp.oserrors import StorageError, path_operation
 from ftp.paths import Home, Resolved, is_internal_name
 from ftp.protocol import (
-    MAX_HEADER_SIZE,
+    DEFAULT_MAX_ENTRIES,
     PART_SUFFIX,
     SIDECAR_SUFFIX,
     Code,
     ProtocolError,
-    dumps_compact,
 )
 
+__all__ = ["StorageError", "Storage", "Upload", "UserSpace", "part_paths", "home_usage", "disk_usage",
+           "open_regular"]
+
 READ_CHUNK = 1024 * 1024
-
-
-class StorageError(ProtocolError):
-    """A file-system refusal with the reply code it deserves (550, 552, 450, 452...)."""
 
 
 def part_paths(final: str) -> tuple[str, str]:
@@ -54,16 +53,45 @@ def part_paths(final: str) -> tuple[str, str]:
     return os.path.join(folder, f".{name}{PART_SUFFIX}"), os.path.join(folder, f".{name}{SIDECAR_SUFFIX}")
 
 
-def disk_usage(home: str) -> int:
-    """Bytes of every file under ``home`` (symlinks are not followed: their target is not ours)."""
-    total = 0
-    for folder, _dirs, files in os.walk(home):
+def home_usage(home: str) -> tuple[int, int]:
+    """(bytes of every file, number of entries) under ``home``. Symlinks are not followed (their
+    target is not ours). Entries are files, directories, links and unfinished uploads; a
+    ``.part.json`` sidecar is bookkeeping, not an entry, but its bytes count like any file's."""
+    total = entries = 0
+    for folder, dirs, files in os.walk(home):
+        entries += len(dirs)
         for name in files:
+            if not (is_internal_name(name) and name.endswith(SIDECAR_SUFFIX)):
+                entries += 1
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size
-            except FileNotFoundError:
+            except OSError:
                 pass   # removed while we walked
-    return total
+    return total, entries
+
+
+def disk_usage(home: str) -> int:
+    """Bytes of every file under ``home`` (the admin tool's `list` shows it)."""
+    return home_usage(home)[0]
+
+
+def open_regular(path: str, flags: int, mode: int = 0o644) -> int:
+    """os.open for files we read or write, that can neither block nor be redirected.
+
+    O_NONBLOCK: opening a FIFO (a named pipe someone put in a home) for reading would otherwise
+    wait for a writer forever, and a worker of the pool with it. O_NOFOLLOW: the last component
+    may not be a symlink. Then fstat on the open fd (no race with a rename): a regular file, or
+    "550 not a regular file". For a regular file O_NONBLOCK changes nothing; it is cleared anyway.
+    """
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENXIO, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def fsync_directory(path: str) -> None:
@@ -96,13 +124,24 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def write_json_atomically(path: str, obj: dict) -> None:
-    tmp = f"{path}.tmp{threading.get_ident()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_sidecar(path: str, obj: dict) -> None:
+    """Write ``.NAME.part.json`` in place (no temp file: its name would exceed NAME_MAX for a
+    long NAME). A torn sidecar is harmless: it does not parse, so the next put starts at 0.
+    On any error (a full disk) nothing is left behind."""
+    data = json.dumps(obj).encode("utf-8")
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_quietly(path)
+        raise
+
+
+MAX_SIDECAR_BYTES = 16 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +177,10 @@ class Upload:
 
     def open(self) -> None:
         """Open the part for appending at ``offset`` and hash what is already in it."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(self.part, flags, 0o644)
+        self.fd = open_regular(self.part, os.O_WRONLY | os.O_CREAT)
         os.ftruncate(self.fd, self.offset)       # never trust bytes past the agreed offset
         os.lseek(self.fd, self.offset, os.SEEK_SET)
-        read_fd = os.open(self.part, os.O_RDONLY | os.O_NOFOLLOW)
+        read_fd = open_regular(self.part, os.O_RDONLY)
         try:
             self.hasher = hash_fd(read_fd, self.algo, self.offset)
         finally:
@@ -155,6 +193,12 @@ class Upload:
         self.hasher.update(data)
         self.written += len(data)
 
+    def drop_received(self) -> None:
+        """Forget this session's bytes (their frame failed its checksum): back to ``offset``."""
+        if self.fd >= 0:
+            os.ftruncate(self.fd, self.offset)
+        self.written = 0
+
     def keep_for_resume(self) -> int:
         """The client is gone or gave up: make what we have durable, so a resume can trust it."""
         if self.fd >= 0:
@@ -164,7 +208,7 @@ class Upload:
                 os.close(self.fd)
                 self.fd = -1
         try:
-            return os.stat(self.part).st_size
+            return os.lstat(self.part).st_size
         except FileNotFoundError:
             return 0
 
@@ -194,17 +238,22 @@ class Upload:
 def remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
 
 
 def read_sidecar(path: str) -> dict | None:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        fd = open_regular(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = json.loads(os.read(fd, MAX_SIDECAR_BYTES).decode("utf-8"))
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +305,20 @@ class DigestCache:
         return digest
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """What one user may keep: bytes (the quota) and entries (files + directories)."""
+
+    bytes: int
+    entries: int = DEFAULT_MAX_ENTRIES
+
+
 class Storage:
-    """Everything the sessions share about files: spaces per user and the digest cache."""
+    """Everything the sessions share about files: spaces per user and the digest cache.
+
+    Every method that touches a path is a ``@path_operation``: an OSError in it leaves as the
+    StorageError that ftp/oserrors.py maps it to, never as an exception that ends the session.
+    """
 
     def __init__(self) -> None:
         self._spaces: dict[str, UserSpace] = {}
@@ -272,22 +333,42 @@ class Storage:
         """(bytes on disk, bytes reserved by uploads in progress). Reserved is read first: an
         upload moving bytes from 'reserved' to 'on disk' meanwhile is then counted twice, never
         zero times."""
-        reserved = self.space(user).reserved()
-        return disk_usage(home.real), reserved
+        used, reserved, _entries = self.full_usage(user, home)
+        return used, reserved
+
+    def full_usage(self, user: str, home: Home) -> tuple[int, int, int]:
+        """(bytes on disk, bytes reserved, entries): entries include one for every upload in
+        progress whose part is not on the disk yet (it will be an entry when it finishes)."""
+        space = self.space(user)
+        reserved = space.reserved()
+        pending = sum(1 for u in list(space.uploads.values()) if not os.path.lexists(u.part))
+        used, entries = home_usage(home.real)
+        return used, reserved, entries + pending
+
+    def _check_entries(self, user: str, home: Home, allowance: Allowance, what: str) -> None:
+        entries = self.full_usage(user, home)[2]
+        if entries + 1 > allowance.entries:
+            raise StorageError(Code.QUOTA_EXCEEDED,
+                               f"entry limit reached: {entries} files and directories of {allowance.entries} "
+                               f"allowed; remove some before you create {what}")
 
     # --- put --------------------------------------------------------------------------------
 
-    def begin_upload(self, user: str, home: Home, quota: int, target: Resolved, file_size: int,
+    @path_operation
+    def begin_upload(self, user: str, home: Home, allowance: Allowance | int, target: Resolved, file_size: int,
                      algo: str, digest: str, overwrite: bool) -> Upload:
         """Check everything, pick the resume offset, reserve the quota. 350 follows on success."""
+        if isinstance(allowance, int):
+            allowance = Allowance(allowance)
         folder = os.path.dirname(target.real)
         if target.is_home:
             raise StorageError(Code.UNAVAILABLE, "give the file a name")
-        if not os.path.isdir(folder):
-            raise StorageError(Code.UNAVAILABLE, f"no such directory: {os.path.dirname(target.virtual)}")
+        if not stat.S_ISDIR(os.stat(folder).st_mode):
+            raise StorageError(Code.UNAVAILABLE, f"not a directory: {os.path.dirname(target.virtual)}")
         if os.path.isdir(target.real):
             raise StorageError(Code.UNAVAILABLE, f"{target.virtual} is a directory")
-        if os.path.lexists(target.real) and not overwrite:
+        exists = os.path.lexists(target.real)
+        if exists and not overwrite:
             raise StorageError(Code.UNAVAILABLE,
                                f"{target.virtual} exists; send overwrite=true to replace it")
         space = self.space(user)
@@ -296,14 +377,17 @@ class Storage:
                 raise StorageError(Code.FILE_BUSY, f"{target.virtual} is being uploaded by another session")
             upload = Upload(user, target, file_size, algo, digest, offset=0)
             upload.offset = self._resume_offset(upload)
+            if not exists and upload.offset == 0:
+                self._check_entries(user, home, allowance, target.virtual)
             used, reserved = self.usage(user, home)
             need = file_size - upload.offset
-            if used + reserved + need > quota:
+            if used + reserved + need > allowance.bytes:
                 raise StorageError(Code.QUOTA_EXCEEDED,
                                    f"quota exceeded: {used} bytes used + {reserved} reserved + {need} "
-                                   f"more > your quota of {quota} bytes")
-            write_json_atomically(upload.sidecar, {"file_size": file_size, "algo": algo, "digest": digest,
-                                                   "path": target.virtual})
+                                   f"more > your quota of {allowance.bytes} bytes")
+            meta = {"file_size": file_size, "algo": algo, "digest": digest, "path": target.virtual}
+            if read_sidecar(upload.sidecar) != meta:    # a resume keeps its sidecar untouched
+                write_sidecar(upload.sidecar, meta)
             space.uploads[target.real] = upload
         return upload
 
@@ -314,6 +398,7 @@ class Storage:
         try:
             st = os.lstat(upload.part)
         except FileNotFoundError:
+            remove_quietly(upload.sidecar)
             return 0
         same = (meta is not None and meta.get("file_size") == upload.file_size
                 and meta.get("algo") == upload.algo and meta.get("digest") == upload.digest)
@@ -337,58 +422,56 @@ class Storage:
 
     # --- get --------------------------------------------------------------------------------
 
-    @staticmethod
-    def open_for_download(home: Home, target: Resolved) -> tuple[int, os.stat_result]:
+    @path_operation
+    def open_for_download(self, home: Home, target: Resolved) -> tuple[int, os.stat_result]:
         """An fd on a regular file inside the home. The file we hash is the file we send: a
         replacement during the transfer does not matter, we keep reading the old inode."""
         real = os.path.realpath(target.real)
         home.confine(real, target.virtual)
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise StorageError(Code.UNAVAILABLE, f"no such file: {target.virtual}") from None
-        except IsADirectoryError:
-            raise StorageError(Code.UNAVAILABLE, f"{target.virtual} is a directory") from None
-        except OSError as exc:
-            raise StorageError(Code.UNAVAILABLE, f"cannot open {target.virtual}: {exc.strerror}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise StorageError(Code.UNAVAILABLE, f"{target.virtual} is {kind}")
-        return fd, st
+        if stat.S_ISDIR(os.stat(real).st_mode):
+            raise StorageError(Code.UNAVAILABLE, f"{target.virtual} is a directory")
+        fd = open_regular(real, os.O_RDONLY)       # a FIFO: 550 at once, not a worker blocked
+        return fd, os.fstat(fd)
+
+    @path_operation
+    def digest_of(self, fd: int, st: os.stat_result, algo: str, target: Resolved) -> str:
+        return self.digests.digest_of(fd, st, algo)
 
     # --- directories ------------------------------------------------------------------------
 
-    @staticmethod
-    def list_dir(home: Home, target: Resolved) -> tuple[list[dict], bool]:
-        """Entries of a directory, and whether the list was cut to fit in one header."""
-        if not os.path.isdir(target.real):
-            what = "no such directory" if not os.path.lexists(target.real) else "not a directory"
-            raise StorageError(Code.UNAVAILABLE, f"{what}: {target.virtual}")
+    @path_operation
+    def check_directory(self, target: Resolved) -> None:
+        """cd: the target must be a directory (following links inside the home)."""
+        if not stat.S_ISDIR(os.stat(target.real).st_mode):
+            raise StorageError(Code.UNAVAILABLE, f"not a directory: {target.virtual}")
+
+    @path_operation
+    def list_dir(self, home: Home, target: Resolved) -> list[dict]:
+        """Every entry of a directory, sorted by name (ftp.protocol.listing_page cuts pages).
+        ``ls`` of anything else that exists lists that one entry, like ``ls FILE`` in a shell."""
+        st = os.stat(target.real)
+        if not stat.S_ISDIR(st.st_mode):
+            folder, name = os.path.split(target.real)
+            item = describe(home, folder, name)
+            return [item] if item is not None else []
         with os.scandir(target.real) as it:
-            items = [item for entry in it if (item := describe(home, entry, target.real)) is not None]
+            items = [item for entry in it if (item := describe(home, target.real, entry.name)) is not None]
         items.sort(key=lambda item: (item["name"], item["type"]))
-        entries, budget = [], MAX_HEADER_SIZE - 2048
-        for item in items:
-            budget -= dumps_compact(item) + 1
-            if budget < 0:
-                return entries, True
-            entries.append(item)
-        return entries, False
+        return items
 
-    @staticmethod
-    def make_dir(target: Resolved) -> None:
-        try:
+    @path_operation
+    def make_dir(self, user: str, home: Home, allowance: Allowance | int, target: Resolved) -> None:
+        if isinstance(allowance, int):
+            allowance = Allowance(allowance)
+        if target.is_home or os.path.lexists(target.real):
+            raise StorageError(Code.UNAVAILABLE, f"{target.virtual} already exists")
+        with self.space(user).lock:
+            self._check_entries(user, home, allowance, target.virtual)
             os.mkdir(target.real, 0o755)
-        except FileExistsError:
-            raise StorageError(Code.UNAVAILABLE, f"{target.virtual} already exists") from None
-        except FileNotFoundError:
-            parent = os.path.dirname(target.virtual)
-            raise StorageError(Code.UNAVAILABLE, f"no such directory: {parent}") from None
 
+    @path_operation
     def remove(self, user: str, target: Resolved) -> str:
-        """rm: a file, an empty directory, or an unfinished upload (its .part and sidecar)."""
+        """rm: a file, a symlink (never its target), an empty directory, or an unfinished upload."""
         if target.is_home:
             raise StorageError(Code.UNAVAILABLE, "you cannot remove your home directory")
         space = self.space(user)
@@ -402,42 +485,52 @@ class Storage:
                 removed.append("unfinished upload")
             remove_quietly(sidecar)
             if os.path.isdir(target.real) and not os.path.islink(target.real):
-                try:
-                    os.rmdir(target.real)
-                except OSError as exc:
-                    if exc.errno == errno.ENOTEMPTY:
-                        raise StorageError(Code.UNAVAILABLE, f"{target.virtual} is not empty") from None
-                    raise
+                os.rmdir(target.real)       # ENOTEMPTY: "550 the directory is not empty"
                 removed.append("directory")
             elif os.path.lexists(target.real):
+                kind = "link" if os.path.islink(target.real) else "file"
                 os.unlink(target.real)
-                removed.append("file")
+                removed.append(kind)
             if not removed:
                 raise StorageError(Code.UNAVAILABLE, f"no such file or directory: {target.virtual}")
         return " and ".join(removed)
 
 
-def describe(home: Home, entry: os.DirEntry, folder: str) -> dict | None:
+def shown_name(name: str) -> tuple[str, bool]:
+    """A name as the client sees it, and whether it had to be escaped. A name on the disk that
+    is not UTF-8 (made outside the protocol) comes from os.scandir with surrogate escapes; JSON
+    cannot carry those, so its bytes are shown as ``\\xff`` (and paths with '\\' are refused:
+    such a name cannot be confused with a real one, nor used)."""
+    try:
+        name.encode("utf-8")
+        return name, False
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace"), True
+
+
+def describe(home: Home, folder: str, name: str) -> dict | None:
     """One listing entry; unfinished uploads show up as "partial" under their final name."""
-    name = entry.name
+    path = os.path.join(folder, name)
+    shown, escaped = shown_name(name)
+    flag = {"undecodable": True} if escaped else {}
+    try:
+        lst = os.lstat(path)
+    except OSError:
+        return None                          # removed while we listed
     if is_internal_name(name):
         if not name.endswith(PART_SUFFIX):
             return None
-        final = name[1:-len(PART_SUFFIX)]
-        meta = read_sidecar(os.path.join(folder, f".{final}{SIDECAR_SUFFIX}")) or {}
-        try:
-            size = entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            return None
+        final = shown[1:-len(PART_SUFFIX)]
+        meta = read_sidecar(os.path.join(folder, f"{name[:-len(PART_SUFFIX)]}{SIDECAR_SUFFIX}")) or {}
         expected = meta.get("file_size")
-        return {"name": final, "type": "partial", "size": size,
-                "file_size": expected if type(expected) is int else None}  # noqa: E721
+        return {"name": final, "type": "partial", "size": lst.st_size,
+                "file_size": expected if type(expected) is int else None, **flag}  # noqa: E721
     try:
-        if entry.is_symlink():
-            home.confine(entry.path, name)   # a link leading out of the home is shown, not followed
-        st = entry.stat()
+        if stat.S_ISLNK(lst.st_mode):
+            home.confine(path, shown)        # a link leading out of the home is shown, not followed
+        st = os.stat(path)
     except (ProtocolError, OSError):
-        return {"name": name, "type": "link", "size": 0, "mtime": 0}
+        return {"name": shown, "type": "link", "size": 0, "mtime": 0, **flag}
     kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
     size = st.st_size if kind == "file" else 0
-    return {"name": name, "type": kind, "size": size, "mtime": int(st.st_mtime)}
+    return {"name": shown, "type": kind, "size": size, "mtime": int(st.st_mtime), **flag}

@@ -2,7 +2,7 @@
 
     python3 -m ftp.users add alice --quota 10M --root /srv/ftp          (asks for the password)
     python3 -m ftp.users add bob --quota 1M --password builder --root /srv/ftp
-    python3 -m ftp.users set-quota bob 2M --root /srv/ftp
+    python3 -m ftp.users set-quota bob 2M --entries 500 --root /srv/ftp
     python3 -m ftp.users passwd bob --root /srv/ftp
     python3 -m ftp.users list --root /srv/ftp
     python3 -m ftp.users del bob --root /srv/ftp
@@ -10,7 +10,8 @@
 Layout of the server root (the server and this tool agree on it; docs/ftp-protocol.md too):
 
     <root>/users.json       {"version": 1, "users": {"alice": {salt, kdf, n, r, p,
-                                                               stored_key, server_key, quota}}}
+                                                               stored_key, server_key, quota,
+                                                               max_entries}}}
     <root>/server.secret    32 random bytes: the fake salts of unknown users are derived from it
     <root>/home/<user>/     each user's home directory (家目录)
 
@@ -33,7 +34,7 @@ import threading
 from dataclasses import dataclass
 
 from ftp.auth import Verifier, make_verifier
-from ftp.protocol import KDF_N, KDF_NAME, KDF_P, KDF_R, USER_NAME_RE
+from ftp.protocol import DEFAULT_MAX_ENTRIES, KDF_N, KDF_NAME, KDF_P, KDF_R, USER_NAME_RE
 
 DB_NAME = "users.json"
 SECRET_NAME = "server.secret"
@@ -72,6 +73,7 @@ class User:
     name: str
     verifier: Verifier
     quota: int
+    max_entries: int = DEFAULT_MAX_ENTRIES   # files + directories (a quota of entries, not bytes)
 
 
 def home_dir(root: str, user: str) -> str:
@@ -81,13 +83,14 @@ def home_dir(root: str, user: str) -> str:
 def _to_json(user: User) -> dict:
     v = user.verifier
     return {"salt": v.salt.hex(), "kdf": KDF_NAME, "n": v.n, "r": v.r, "p": v.p,
-            "stored_key": v.stored_key.hex(), "server_key": v.server_key.hex(), "quota": user.quota}
+            "stored_key": v.stored_key.hex(), "server_key": v.server_key.hex(), "quota": user.quota,
+            "max_entries": user.max_entries}
 
 
 def _from_json(name: str, d: dict) -> User:
     verifier = Verifier(bytes.fromhex(d["salt"]), int(d["n"]), int(d["r"]), int(d["p"]),
                         bytes.fromhex(d["stored_key"]), bytes.fromhex(d["server_key"]))
-    return User(name, verifier, int(d["quota"]))
+    return User(name, verifier, int(d["quota"]), int(d.get("max_entries", DEFAULT_MAX_ENTRIES)))
 
 
 class UserDb:
@@ -138,28 +141,31 @@ class UserDb:
         os.replace(tmp, self.path)
 
     def add(self, name: str, password: str, quota: int, *, n: int = KDF_N, r: int = KDF_R, p: int = KDF_P,
-            replace: bool = False) -> User:
+            replace: bool = False, max_entries: int = DEFAULT_MAX_ENTRIES) -> User:
         if not USER_NAME_RE.fullmatch(name):
             raise ValueError(f"bad user name {name!r}: 1-32 characters of a-z 0-9 _ -, "
                              "not starting with a digit")
         if not password:
             raise ValueError("the password may not be empty")
-        if quota < 0:
+        if quota < 0 or max_entries < 0:
             raise ValueError("the quota may not be negative")
         users = self.users()
         if name in users and not replace:
             raise ValueError(f"user {name!r} exists (use set-quota or passwd)")
-        user = User(name, make_verifier(password, n=n, r=r, p=p), quota)
+        user = User(name, make_verifier(password, n=n, r=r, p=p), quota, max_entries)
         users[name] = user
         os.makedirs(home_dir(self.root, name), exist_ok=True)
         self.save(users)
         return user
 
-    def set_quota(self, name: str, quota: int) -> User:
+    def set_quota(self, name: str, quota: int, *, max_entries: int | None = None) -> User:
         users = self.users()
         if name not in users:
             raise ValueError(f"no such user: {name!r}")
-        users[name] = User(name, users[name].verifier, quota)
+        entries = users[name].max_entries if max_entries is None else max_entries
+        if quota < 0 or entries < 0:
+            raise ValueError("the quota may not be negative")
+        users[name] = User(name, users[name].verifier, quota, entries)
         self.save(users)
         return users[name]
 
@@ -168,7 +174,8 @@ class UserDb:
         if name not in users:
             raise ValueError(f"no such user: {name!r}")
         old = users[name].verifier
-        users[name] = User(name, make_verifier(password, n=old.n, r=old.r, p=old.p), users[name].quota)
+        users[name] = User(name, make_verifier(password, n=old.n, r=old.r, p=old.p), users[name].quota,
+                           users[name].max_entries)
         self.save(users)
 
     def remove(self, name: str) -> None:
@@ -229,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--quota", default="10M", help="e.g. 10M, 512K, 1G (default 10M)")
     add.add_argument("--password", help="default: ask (or read one line from stdin)")
+    add.add_argument("--entries", type=int, default=DEFAULT_MAX_ENTRIES,
+                     help=f"most files + directories (default {DEFAULT_MAX_ENTRIES})")
     add.add_argument("--kdf-n", type=int, default=KDF_N, help=argparse.SUPPRESS)
     sq = sub.add_parser("set-quota", help="change a user's quota")
     sq.add_argument("name")
     sq.add_argument("quota")
+    sq.add_argument("--entries", type=int, default=None, help="most files + directories")
     pw = sub.add_parser("passwd", help="change a user's password")
     pw.add_argument("name")
     pw.add_argument("--password")
@@ -249,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     db = UserDb(args.root)
     try:
         if args.command == "add":
-            user = db.add(args.name, _password(args), parse_size(args.quota), n=args.kdf_n)
+            user = db.add(args.name, _password(args), parse_size(args.quota), n=args.kdf_n,
+                          max_entries=args.entries)
             home = home_dir(args.root, user.name)
-            print(f"added {user.name}: quota {format_size(user.quota)}, home {home}")
+            print(f"added {user.name}: quota {format_size(user.quota)}, {user.max_entries} entries, home {home}")
         elif args.command == "set-quota":
-            user = db.set_quota(args.name, parse_size(args.quota))
-            print(f"{user.name}: quota {format_size(user.quota)}")
+            user = db.set_quota(args.name, parse_size(args.quota), max_entries=args.entries)
+            print(f"{user.name}: quota {format_size(user.quota)}, {user.max_entries} entries")
         elif args.command == "passwd":
             db.set_password(args.name, _password(args))
             print(f"{args.name}: password changed")
