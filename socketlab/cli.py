@@ -159,21 +159,16 @@ def cmd_check(args, topology: Topology) -> int:
 
     def progress(sc, rep) -> None:
         if not args.json:
-            say(f"  {'PASS' if rep.passed else 'FAIL'}  {sc.name}  ({rep.seconds:.1f} s)")
+            say(f"  {rep.verdict.upper():<6}  {sc.name}  ({rep.seconds:.1f} s)")
 
-    report = Checker(connect(), topology, say, _instance().project).check(args.lesson, server, client, progress)
+    report = Checker(connect(), topology, say, _instance().project).check(args.lesson, server, client, progress,
+                                                                          entry=args.entry)
     if args.json:
         emit_json(report.as_dict())
     else:
         print(table(("SCENARIO", "RESULT", "WHAT IT CHECKS"),
-                    [(s.scenario, "pass" if s.passed else "FAIL", s.shows) for s in report.scenarios]))
-        for s in report.scenarios:
-            if not s.passed:
-                print(f"\n{s.scenario}: {s.summary}")
-                for line in s.transcript[-12:]:
-                    print(f"   {line}")
-        print(f"\n{args.lesson}: {'PASSED' if report.passed else 'FAILED'} "
-              f"({sum(s.passed for s in report.scenarios)}/{len(report.scenarios)} scenarios)")
+                    [(s.scenario, s.verdict, s.shows) for s in report.scenarios]))
+        print("\n".join(report.lines()))
     return 0 if report.passed else 1
 
 
@@ -362,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("lesson")
     sp.add_argument("--server", metavar="PATH", help="your server program (replaces the reference server)")
     sp.add_argument("--client", metavar="PATH", help="your client program (replaces the reference client)")
+    sp.add_argument("--entry", metavar="FILE", help="when PATH is a folder: the file to run (default server.py "
+                    "or client.py)")
     sp.add_argument("--json", action="store_true")
     sp = add("client", cmd_client, "an interactive client in the client container")
     sp.add_argument("lesson")

@@ -15,15 +15,18 @@ from pathlib import Path
 
 import docker
 
+from .contract import VERSION as CONTRACT_VERSION
+from .contract import contract_of
 from .deploy import Instance, LabManager, Override
 from .docker_nodes import ContainerNode
 from .errors import LabError
 from .images import ImageBuilder
-from .scenario import LessonRun, Outcome, Scenario
+from .scenario import LessonRun, Node, Outcome, Scenario
 from .scenarios import for_lesson
 from .topology import Lesson, Topology
 
 STUDENT_DIR = "/lab/student"
+START_TIMEOUT = 15      # seconds a student's server gets to start listening
 
 
 @dataclass
@@ -35,6 +38,18 @@ class ScenarioReport:
     seconds: float
     observed: dict = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)
+    required: bool = True        # False: advisory, reported but never failing the grade
+    fix: str = ""                # what to change, when it failed
+
+    @property
+    def explanation(self) -> str:
+        return self.summary if self.passed or not self.fix else f"{self.summary}. Fix: {self.fix}"
+
+    @property
+    def verdict(self) -> str:
+        if self.passed:
+            return "pass"
+        return "FAIL" if self.required else "advice"
 
 
 @dataclass
@@ -45,12 +60,36 @@ class LessonReport:
     scenarios: list[ScenarioReport]
 
     @property
+    def required(self) -> list[ScenarioReport]:
+        return [s for s in self.scenarios if s.required]
+
+    @property
     def passed(self) -> bool:
-        return bool(self.scenarios) and all(s.passed for s in self.scenarios)
+        return bool(self.required) and all(s.passed for s in self.required)
 
     def as_dict(self) -> dict:
         return {"lesson": self.lesson, "server": self.server, "client": self.client, "passed": self.passed,
-                "scenarios": [asdict(s) for s in self.scenarios]}
+                "contract_version": CONTRACT_VERSION,
+                "scenarios": [{**asdict(s), "explanation": s.explanation, "verdict": s.verdict}
+                              for s in self.scenarios]}
+
+    def lines(self) -> list[str]:
+        """The human report after the table: every failure and every advice, explained."""
+        out = []
+        for s in self.scenarios:
+            if s.passed:
+                continue
+            label = "FAIL" if s.required else "advice (not graded)"
+            out += ["", f"{s.scenario} — {label}: {s.summary}"]
+            if s.fix:
+                out.append(f"   what to change: {s.fix}")
+            out += [f"   {line}" for line in s.transcript[-12:]]
+        graded = self.required
+        out += ["", f"{self.lesson}: {'PASSED' if self.passed else 'FAILED'} "
+                    f"({sum(s.passed for s in graded)}/{len(graded)} graded scenarios"
+                    + (f"; {len(self.scenarios) - len(graded)} advisory" if len(graded) < len(self.scenarios)
+                       else "") + ")"]
+        return out
 
 
 def lesson_run(lesson: Lesson, nodes: dict, server_cmd: list[str] | None = None,
@@ -73,7 +112,8 @@ def run_scenarios(run: LessonRun, scenarios: list[Scenario],
             outcome = Outcome(False, f"scenario crashed: {type(exc).__name__}: {exc}", {},
                               traceback.format_exc().splitlines()[-6:])
         report = ScenarioReport(sc.name, sc.shows, outcome.passed, outcome.summary,
-                                round(time.monotonic() - started, 2), outcome.observed, outcome.transcript)
+                                round(time.monotonic() - started, 2), outcome.observed, outcome.transcript,
+                                required=not sc.advisory, fix=outcome.fix)
         reports.append(report)
         if on_result:
             on_result(sc, report)
@@ -93,24 +133,76 @@ def nodes_of(manager: LabManager, lesson: Lesson) -> dict[str, ContainerNode]:
     return {role: ContainerNode(c) for role, c in manager.containers(lesson.id).items()}
 
 
-def student_overlay(builder: ImageBuilder, lesson: Lesson, server: Path | None,
-                    client: Path | None) -> tuple[str | None, list[str] | None, list[str] | None]:
+MAX_STUDENT_FILES = 200
+MAX_STUDENT_BYTES = 20 * 2**20
+SKIPPED = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache"}
+
+
+def student_files(role: str, path: Path, entry: str | None) -> tuple[dict[str, bytes], str]:
+    """A student's program as overlay files under ``<role>/``, and the path of its entry point.
+
+    ``path`` is a file, or a folder with ``entry`` (default ``<role>.py``) inside it: code split
+    into modules is graded as it is, the folder being the script's directory (its import path).
+    """
+    if path.is_file():
+        return {f"{role}/{path.name}": path.read_bytes()}, f"{role}/{path.name}"
+    if not path.is_dir():
+        raise LabError(f"{path} does not exist", f"give the path of your {role} program (a .py file or a folder)")
+    entry = entry or f"{role}.py"
+    if not (path / entry).is_file():
+        found = sorted(p.name for p in path.glob("*.py"))
+        raise LabError(f"{path} is a folder without {entry}",
+                       f"name the entry point with --entry (python files there: {', '.join(found) or 'none'})")
+    files: dict[str, bytes] = {}
+    for item in sorted(path.rglob("*")):
+        rel = item.relative_to(path)
+        if item.is_dir() or any(part in SKIPPED or part.startswith(".") for part in rel.parts):
+            continue
+        files[f"{role}/{rel.as_posix()}"] = item.read_bytes()
+        if len(files) > MAX_STUDENT_FILES or sum(map(len, files.values())) > MAX_STUDENT_BYTES:
+            raise LabError(f"{path} holds more than {MAX_STUDENT_FILES} files or "
+                           f"{MAX_STUDENT_BYTES >> 20} MiB", "point --server/--client at the program's own folder")
+    return files, f"{role}/{Path(entry).as_posix()}"
+
+
+def student_overlay(builder: ImageBuilder, lesson: Lesson, server: Path | None, client: Path | None,
+                    entry: str | None = None) -> tuple[str | None, list[str] | None, list[str] | None]:
     """Bake the student's files into an overlay image; return (image, server_cmd, client_cmd)."""
     files: dict[str, bytes] = {}
+    commands: dict[str, list[str]] = {}
     for role, path in (("server", server), ("client", client)):
         if path is None:
             continue
-        if not path.is_file():
-            raise LabError(f"{path} is not a file", f"give the path of your {role} program, e.g. my_{role}.py")
-        files[f"{role}.py"] = path.read_bytes()
+        role_files, entry_path = student_files(role, path, entry)
+        files |= role_files
+        commands[role] = ["python3", f"{STUDENT_DIR}/{entry_path}"]
     if not files:
         return None, None, None
     digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(files.items()))).hexdigest()[:12]
     tag = f"socketlab/check-{lesson.id}:{digest}"
     builder.build_overlay(tag, files, owner="check")
-    server_cmd = ["python3", f"{STUDENT_DIR}/server.py"] if server else None
-    client_cmd = ["python3", f"{STUDENT_DIR}/client.py"] if client else None
-    return tag, server_cmd, client_cmd
+    return tag, commands.get("server"), commands.get("client")
+
+
+def start_failure(lesson: Lesson, message: str, server: Node | None, port: int,
+                  started_as: list[str]) -> ScenarioReport:
+    """The server under test never became ready: say what the server machine shows, and the fix."""
+    facts, fix = message, "start listening on the port given with --port, and keep running"
+    if server is not None:
+        from .scenario import node_tool
+        proto = "udp" if lesson.id == "udp" else "tcp"
+        seen = node_tool(server, "listeners", "--port", str(port), "--proto", proto).observed
+        others = seen.get("other_ports") or []
+        if seen.get("addresses"):
+            facts = f"the server listens on {seen['addresses'][0]}:{port} but was not ready in time"
+        elif others:
+            facts = (f"nothing listens on {proto} port {port}; your server listens on "
+                     f"{', '.join(map(str, others))}")
+            fix = f"read the port from --port (it was started as `{' '.join(started_as)}`)"
+        else:
+            facts = f"nothing listens on {proto} port {port} of the server machine; {message}"
+    return ScenarioReport("start", f"the server starts (as `{' '.join(started_as)}`) and listens", False,
+                          facts, 0.0, fix=fix)
 
 
 class Checker:
@@ -124,11 +216,18 @@ class Checker:
         self.project = project   # the check's own instance is named <project>-check-<random>
 
     def check(self, lesson_id: str, server: Path | None = None, client: Path | None = None,
-              on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> LessonReport:
+              on_result: Callable[[Scenario, ScenarioReport], None] | None = None,
+              entry: str | None = None) -> LessonReport:
         lesson = self.topology.lesson(lesson_id)
+        contract = contract_of(lesson.id)
+        for role, path in (("server", server), ("client", client)):
+            if path is not None and contract.role(role) is None:
+                graded = " and ".join(f"--{r.role}" for r in contract.roles)
+                raise LabError(f"lesson {lesson.id} does not grade a {role}: its contract covers {graded}",
+                               f"python lab.py check {lesson.id} {graded.split(' and ')[0]} my_program.py")
         builder = ImageBuilder(self.client, self.say)
         image_id = builder.ensure_all()
-        overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client)
+        overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
         manager = LabManager(self.client, self.topology, Instance.throwaway("check", self.project))
         overrides = {}
         if overlay:
@@ -138,13 +237,19 @@ class Checker:
                 overrides["server"] = Override(image=overlay,
                                                command=server_cmd + command[len(lesson.server_program):])
         try:
-            manager.up(lesson, image_id, overrides)
-            run = lesson_run(lesson, nodes_of(manager, lesson), server_cmd, client_cmd)
-            scenarios = select(for_lesson(lesson.id), server is not None, client is not None)
-            reports = run_scenarios(run, scenarios, on_result)
-        except LabError as exc:
-            # the student's server may never start listening: that is a failed check, not a crash
-            reports = [ScenarioReport("start", "the server starts and listens", False, exc.message, 0.0)]
+            try:
+                # a student's server that never listens is a failed check, said in seconds, not a crash
+                manager.up(lesson, image_id, overrides, timeout=START_TIMEOUT if server_cmd else 90)
+            except LabError as exc:
+                node = nodes_of(manager, lesson).get("server")
+                started_as = (overrides.get("server").command if "server" in overrides
+                              else lesson.service("server").command) or []
+                reports = [start_failure(lesson, exc.message, node, lesson.ports.get("server", 0),
+                                         [a.replace(STUDENT_DIR + "/server/", "") for a in started_as])]
+            else:
+                run = lesson_run(lesson, nodes_of(manager, lesson), server_cmd, client_cmd)
+                scenarios = select(for_lesson(lesson.id), server is not None, client is not None)
+                reports = run_scenarios(run, scenarios, on_result)
         finally:
             manager.down()
             if overlay:

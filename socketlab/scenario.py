@@ -101,10 +101,18 @@ class ProbeResult:
 
 @dataclass
 class Outcome:
+    """What a scenario saw. ``summary`` says what the program did (and, on a failure, what was
+    expected); ``fix`` says what to change. Both are shown to the student, so both must be true."""
+
     passed: bool
     summary: str
     observed: dict = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)
+    fix: str = ""
+
+    @property
+    def explanation(self) -> str:
+        return self.summary if self.passed or not self.fix else f"{self.summary}. Fix: {self.fix}"
 
     @classmethod
     def from_probe(cls, probe: ProbeResult, summary: str, passed: bool | None = None) -> Outcome:
@@ -144,14 +152,18 @@ class LessonRun:
     def port(self, role: str = "server") -> int:
         return self.ports[role]
 
+    def in_workdir(self, argv: Sequence[str]) -> list[str]:
+        return in_workdir(self.workdir, argv)
+
+    def tool(self, node: Node, *args: str, timeout: float = 30) -> ProbeResult:
+        """``python3 -m labnode ARGS`` on a node (see services/labnode/__main__.py)."""
+        return node_tool(node, *args, workdir=self.workdir, python=self.python, timeout=timeout)
+
     def probe(self, probe: str, *args: str, node: Node | None = None, module: str | None = None,
               host: str | None = None, port: int | None = None, timeout: float = 60) -> ProbeResult:
         argv = [self.python, "-m", module or f"{self.lesson}.probes", probe,
-                "--host", host or self.server_host, "--port", str(port or self.port())]
-        result = (node or self.client).run(
-            ["sh", "-c", f"cd {self.workdir} && exec " + " ".join(shlex.quote(a) for a in argv + list(args))],
-            timeout=timeout)
-        return ProbeResult.parse(result)
+                "--host", host or self.server_host, "--port", str(port or self.port()), *args]
+        return ProbeResult.parse((node or self.client).run(self.in_workdir(argv), timeout=timeout))
 
 
 ScenarioFn = Callable[[LessonRun], Outcome]
@@ -159,45 +171,55 @@ ScenarioFn = Callable[[LessonRun], Outcome]
 
 @dataclass(frozen=True)
 class Scenario:
+    """One thing a lesson must show.
+
+    ``roles`` names the programs under test it grades (``()``: the demo only, run with the
+    reference). An ``advisory`` scenario checks something the lesson's contract does not require:
+    `check` reports it and never fails the grade on it.
+    """
+
     name: str
     shows: str
     fn: ScenarioFn
-    roles: tuple[str, ...] = ("server",)   # which programs under test it exercises
+    roles: tuple[str, ...] = ("server",)
+    advisory: bool = False
 
     def __call__(self, run: LessonRun) -> Outcome:
         return self.fn(run)
 
 
-def scenario(name: str, shows: str, roles: tuple[str, ...] = ("server",)) -> Callable[[ScenarioFn], Scenario]:
+def scenario(name: str, shows: str, roles: tuple[str, ...] = ("server",),
+             advisory: bool = False) -> Callable[[ScenarioFn], Scenario]:
     """Register a scenario in the calling module's ``SCENARIOS`` list (in definition order)."""
     def register(fn: ScenarioFn) -> Scenario:
-        sc = Scenario(name, shows, fn, roles)
+        sc = Scenario(name, shows, fn, roles, advisory)
         module = __import__(fn.__module__, fromlist=["SCENARIOS"])
         module.__dict__.setdefault("SCENARIOS", []).append(sc)
         return sc
     return register
 
 
-_LISTEN_CHECK = """
-import sys, time
-port, proto, deadline = int(sys.argv[1]), sys.argv[2], time.monotonic() + float(sys.argv[3])
-state = '0A' if proto == 'tcp' else '07'
-def bound():
-    for table in ('/proc/net/%s' % proto, '/proc/net/%s6' % proto):
-        try:
-            rows = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        if any(int(r.split()[1].rsplit(':', 1)[1], 16) == port and r.split()[3] == state for r in rows):
-            return True
-while not bound():
-    if time.monotonic() > deadline:
-        sys.exit(1)
-    time.sleep(0.05)
-"""
+def in_workdir(workdir: str, argv: Sequence[str]) -> list[str]:
+    """argv run from the lessons directory (/lab in containers), which is also its import path.
+
+    ``exec`` replaces the shell (and ``env`` replaces itself), so a background process keeps the
+    pid that ``spawn`` wrote down.
+    """
+    return ["sh", "-c", f"cd {shlex.quote(workdir)} && exec env PYTHONPATH={shlex.quote(workdir)} "
+                        f"{shlex.join(argv)}"]
+
+
+def node_tool(node: Node, *args: str, workdir: str = "/lab", python: str = "python3",
+              timeout: float = 30) -> ProbeResult:
+    """Run ``python3 -m labnode ARGS`` (services/labnode: kernel tables, waits) on a node."""
+    return ProbeResult.parse(node.run(in_workdir(workdir, [python, "-m", "labnode", *args]), timeout=timeout))
 
 
 def wait_listening(node: Node, port: int, proto: str = "tcp", timeout: float = 10) -> bool:
-    """Wait until something on ``node`` listens on ``port`` (reads the kernel's tables; no connect)."""
-    result = node.run(["python3", "-c", _LISTEN_CHECK, str(port), proto, str(timeout)], timeout=timeout + 5)
-    return result.ok
+    """Wait until something on ``node`` listens on ``port`` (reads the kernel's tables; no connect).
+
+    Every node kind has the lessons directory on PYTHONPATH, so ``-m labnode`` needs no ``cd``.
+    """
+    argv = ["python3", "-m", "labnode", "wait-listen", "--port", str(port), "--proto", proto,
+            "--timeout", str(timeout)]
+    return ProbeResult.parse(node.run(argv, timeout=timeout + 10)).ok

@@ -470,13 +470,18 @@ def try_bad_input(host: str, port: int, name: str, data: bytes, half_close: bool
 
 
 def still_serves(host: str, port: int, text: str, timeout: float = 5.0) -> bool:
+    """A fresh client's 'echo TEXT' gets TEXT back (a trailing newline is fine)."""
     try:
         with connect(host, port, timeout) as sock:
             request(sock, f"echo {text}")
             reply = read_frame(sock, FrameDecoder())
-            return reply.body == text.encode()
-    except (OSError, EOFError, FramingError):
+    except (OSError, EOFError, FramingError) as exc:
+        print(f"  a fresh 'echo {text}' got no reply: {error_text(exc)}")
         return False
+    if not echo_body_ok(reply, text):
+        print(f"  a fresh 'echo {text}' was answered, but with {summary(reply.header)} body {preview(reply.body)}")
+        return False
+    return True
 
 
 def bad_input(host: str, port: int, timeout: float = 3.0) -> bool:
@@ -579,10 +584,81 @@ def grade_client(host: str, port: int, client_cmd: str, case_timeout: float = 15
                   seconds={k: g["seconds"] for k, g in graded.items()}, all_passed=ok)
 
 
+
+# ------------------------------------------------ hostile clients (grading a student's server)
+# A student's server is graded with what real clients do to it: requests that arrive in pieces,
+# several requests in one segment, clients that vanish mid-frame. It needs no test modes.
+
+def echo_body_ok(frame: Frame, text: str) -> bool:
+    """An echo reply carries the text (a trailing newline is allowed; the contract does not ban it)."""
+    return frame.header.get("ok") is True and frame.body.rstrip(b"\r\n") == text.encode()
+
+
+def trickled_request(host: str, port: int, text: str = "trickled request", pause: float = 0.003) -> bool:
+    """The request arrives one byte per send(): a server that trusts recv(4) breaks here."""
+    frame = encode_frame({"cmd": f"echo {text}"})
+    with connect(host, port) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(frame)):
+            sock.sendall(frame[i:i + 1])
+            time.sleep(pause)        # each byte its own segment, so each recv() of the server sees one
+        print(f"sent the {len(frame)}-byte request 'echo {text}' one byte per send(), TCP_NODELAY on")
+        try:
+            reply = read_frame(sock, FrameDecoder())
+        except EOFError as exc:
+            print(f"the server closed the connection instead of answering ({error_text(exc)})")
+            return result(False, request_bytes=len(frame), answered=False, problem="closed",
+                          error=error_text(exc))
+    good = echo_body_ok(reply, text)
+    print(f"reply {summary(reply.header)} body {reply.body!r}: {'correct' if good else 'WRONG'}")
+    return result(good, request_bytes=len(frame), answered=True, reply_header=reply.header,
+                  reply_body=reply.body.decode("utf-8", "replace"), problem="" if good else "wrong reply")
+
+
+def pipelined_requests(host: str, port: int) -> bool:
+    """Three requests in ONE send(): a server that reads recv(1024) as one request loses two."""
+    texts = ["first", "second", "third"]
+    data = b"".join(encode_frame({"cmd": f"echo {t}"}) for t in texts) + encode_frame({"cmd": "hash"}, b"x" * 3000)
+    with connect(host, port) as sock:
+        sock.sendall(data)
+        print(f"sent 3 echo requests and a 'hash' with a 3000-byte body in one sendall() ({len(data)} bytes)")
+        decoder, replies, problem = FrameDecoder(), [], ""
+        sock.settimeout(5)
+        try:
+            for _ in range(4):
+                replies.append(read_frame(sock, decoder))
+        except TimeoutError:
+            problem = f"only {len(replies)} of 4 replies within 5 s"
+        except EOFError as exc:
+            problem = f"the server closed after {len(replies)} of 4 replies ({error_text(exc)})"
+    for frame in replies:
+        print(f"  reply {summary(frame.header)} body {preview(frame.body)}")
+    echoes = [echo_body_ok(f, t) for f, t in zip(replies[:3], texts)]
+    hashed = (len(replies) == 4 and replies[3].header.get("body_size") == 3000
+              and replies[3].header.get("body_sha256") == hashlib.sha256(b"x" * 3000).hexdigest())
+    ok = not problem and all(echoes) and len(echoes) == 3 and hashed
+    if problem:
+        print(problem)
+    return result(ok, replies=len(replies), echoes_ok=echoes, hash_ok=hashed, problem=problem)
+
+
+def client_vanishes(host: str, port: int) -> bool:
+    """Clients that leave mid-prefix, mid-header and mid-body: the server survives and serves on."""
+    frame = encode_frame({"cmd": "hash"}, b"y" * 1000)
+    cuts = {"mid-prefix": 2, "mid-header": 10, "mid-body": len(frame) - 500}
+    for name, cut in cuts.items():
+        with connect(host, port) as sock:
+            sock.sendall(frame[:cut])
+        print(f"{name}: sent {cut} of {len(frame)} bytes, then closed")
+    alive = still_serves(host, port, "after three clients vanished")
+    print(f"a fresh client is served afterwards: {alive}")
+    return result(alive, cuts=cuts, still_serves=alive)
+
+
 # ---------------------------------------------------------------------------------- main
 
 PROBES = ["recv-sizes", "trickle", "pipelined", "big-body", "truncated", "oversize-header", "bad-input",
-          "grade-client"]
+          "grade-client", "trickled-request", "pipelined-requests", "client-vanishes"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -610,6 +686,12 @@ def main(argv: list[str] | None = None) -> int:
             ok = oversize_header(args.host, args.port)
         elif args.probe == "bad-input":
             ok = bad_input(args.host, args.port)
+        elif args.probe == "trickled-request":
+            ok = trickled_request(args.host, args.port)
+        elif args.probe == "pipelined-requests":
+            ok = pipelined_requests(args.host, args.port)
+        elif args.probe == "client-vanishes":
+            ok = client_vanishes(args.host, args.port)
         else:
             ok = grade_client(args.host, args.port, args.client_cmd)
     except (OSError, EOFError, FramingError) as exc:   # FramingError: the server's frames are broken

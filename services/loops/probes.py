@@ -19,16 +19,8 @@ import socket
 import sys
 import time
 
-from loops.reuse import (
-    connection_state,
-    cpu_seconds,
-    emit_result,
-    pid_listening_on,
-    process_state,
-    say,
-    sockets_to_port,
-    wait_until,
-)
+from labnode.kernel import connection_state, cpu_seconds, pid_listening_on, process_state, sockets_to_port, wait_until
+from labnode.report import emit_result, say
 
 
 def reversed_text(text: str) -> str:

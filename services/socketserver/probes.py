@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 
-from loops.reuse import emit_result, pid_listening_on, say
+from labnode.kernel import pid_listening_on
+from labnode.report import emit_result, say
 
 
 def ask(sock: socket.socket, line: str) -> str:

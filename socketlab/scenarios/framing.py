@@ -1,28 +1,78 @@
 """Lesson framing: a '!I' length, a JSON header (size, sha256) and a body make replies exact.
 
-Server scenarios run ``framing.probes`` on the client machine against the server under test
-(services/framing/server.py, or a student's server with the same protocol and sending modes).
-The client scenario runs the client under test in one-shot mode (``--command ... --mode ...``)
-against the reference server, once per sending mode, and compares what it prints with the
-reply. Negative controls: tests/negative/framing_seed_server.py and framing_seed_client.py.
+A student's SERVER is graded with hostile clients made by the probes themselves (requests one byte
+per send, several requests in one segment, clients vanishing mid-frame, broken frames); it needs
+no test modes. The reference server's sending modes (trickle, pipeline, truncate, oversize) show
+the phenomena in the demo, and grade a student's CLIENT: the client scenario runs it in one-shot
+mode (``--command ... --mode ...``) against the reference server once per mode.
+Negative controls: tests/negative/framing_seed_server.py and framing_seed_client.py.
 """
 from __future__ import annotations
 
 import shlex
 
+from ..contract import Contract, RoleContract
+from ..diagnose import unreachable
 from ..scenario import LessonRun, Outcome, scenario
+
+FRAME = ("a frame is a 4-byte big-endian length (`struct.pack('!I', n)`), then a UTF-8 JSON header "
+         "object of n bytes, then the body; the header's `size` is the body's length in bytes and "
+         "`sha256` its hex digest")
+CONTRACT = Contract("framing", (
+    RoleContract("server", "python3 my_server.py --port 20030", (
+        "take the port from `--port N`; listen on every interface (`'0.0.0.0'`);",
+        f"speak frames both ways: {FRAME} (a request without a body has `size` 0);",
+        "read each request exactly, however it arrives: a frame split over many `recv()`s (even one "
+        "byte at a time), or several frames in one `recv()`; answer them in order on the same "
+        "connection, which stays open for the next request;",
+        "answer `echo TEXT` with the body `TEXT`, `lines N` with N lines of text, `big N` with a body "
+        "of exactly N bytes (N up to 8 MiB), and `hash` (a request with a body of up to 8 MiB) with the "
+        "header fields `body_size` and `body_sha256` of the body it received;",
+        "reply with a frame whose header holds `\"ok\": true`, `size` and `sha256` of the reply body;",
+        "answer a bad frame — a header length of 0 or over 64 KiB, a header that is not UTF-8, not JSON, "
+        "not an object, or nested deeper than 32, a missing or non-string `cmd`, an unknown command, a "
+        "body whose sha256 does not match, huge or NaN sizes — with a frame `{\"ok\": false, \"error\": "
+        "\"...\"}` (then it may close that connection), without reading a huge announced length first;",
+        "keep serving everyone else: a client that sends nothing, or vanishes mid-frame, must not "
+        "stop the server or block other clients (threads, `socketserver`, `selectors` or `asyncio`).",
+    ), (
+        "ignore the request header's `mode` (only the reference server uses it, to test clients);",
+        "end an `echo` body with a newline.",
+    )),
+    RoleContract("client", "python3 my_client.py --host framing-server --port 20030 --command CMD "
+                           "[--command CMD2] [--mode MODE]", (
+        f"send each `--command` as a request frame ({FRAME}; header `{{\"cmd\": CMD, \"mode\": MODE, "
+        "\"size\": 0, \"sha256\": ...}`, default mode `normal`) and read its reply;",
+        "write each reply body to stdout exactly (every frame of it: a reply whose header says "
+        "`\"more\": true` is followed by another frame that belongs to it);",
+        "read exactly, whatever the sending mode: replies trickled one byte per send, two frames in "
+        "one segment (`pipeline`);",
+        "verify every body against the header's `size` and `sha256`;",
+        "exit 0 only when every reply was complete, verified and ok; otherwise write a message to "
+        "stderr and exit non-zero, promptly: a reply cut short (`truncate`) or a header length of "
+        "2³²−1 (`oversize`) must not make it hang or allocate 4 GiB.",
+    ), ("print anything it likes to stderr.",)),
+), ("The seed-style `tests/negative/framing_seed_server.py` and `framing_seed_client.py` fail; run "
+    "them with `SEED_HEADER_FORMAT='!I'` to fix only the byte order, and they still fail "
+    "(`trickled-request`, `pipelined-requests`, `bad-input`; the client: trickle, pipeline, truncate).",))
 
 
 @scenario("recv-sizes", "the same reply read with recv(1), recv(5), recv(4096) is identical, sha256 verified")
 def recv_sizes(run: LessonRun) -> Outcome:
     probe = run.probe("recv-sizes")
     o = probe.observed
+    if not probe.ok:
+        problem = o.get("probe_error") or o.get("error") or "bodies differ or sha256 missing"
+        return Outcome(False, f"reading 'lines 300' three times: {problem}", o, probe.transcript,
+                       "reply with one frame: the '!I' length of the header, a JSON header with size and "
+                       "sha256 of the body, then the body")
     return Outcome.from_probe(probe, f"prefix {o.get('prefix_hex')} -> header of {o.get('header_length')} bytes; "
                           f"body sizes {o.get('body_sizes')} with recv sizes {o.get('recv_sizes')} "
                           f"({o.get('recv_calls')} recv calls)")
 
 
-@scenario("trickle", "bytes sent one per send(): recv(4) returns fewer than 4; recv_exact gets the frame")
+@scenario("trickle", "bytes sent one per send(): recv(4) returns fewer than 4; recv_exact gets the frame",
+          roles=())
 def trickle(run: LessonRun) -> Outcome:
     probe = run.probe("trickle")
     o = probe.observed
@@ -30,7 +80,7 @@ def trickle(run: LessonRun) -> Outcome:
                           f"{o.get('prefix_recv_sizes')}; body {o.get('reply_body')!r}")
 
 
-@scenario("pipelined", "two frames back to back are cut apart exactly; the seed over-reads")
+@scenario("pipelined", "two frames back to back are cut apart exactly; the seed over-reads", roles=())
 def pipelined(run: LessonRun) -> Outcome:
     probe = run.probe("pipelined")
     o = probe.observed
@@ -43,11 +93,15 @@ def pipelined(run: LessonRun) -> Outcome:
 def big_body(run: LessonRun) -> Outcome:
     probe = run.probe("big-body", timeout=120)
     o = probe.observed
+    if not probe.ok:
+        return Outcome(False, f"8 MiB each way: {o.get('probe_error') or 'wrong size or sha256'}", o,
+                       probe.transcript, "send the whole 'big N' body with sendall(), and read a request body "
+                                         "of `size` bytes in a loop before hashing it")
     return Outcome.from_probe(probe, f"download {o.get('download_bytes')} bytes in {o.get('download_seconds')} s, "
                           f"upload {o.get('upload_bytes')} bytes in {o.get('upload_seconds')} s")
 
 
-@scenario("truncated", "a reply cut short ends in a clear TruncatedFrame (EOFError), not a hang")
+@scenario("truncated", "a reply cut short ends in a clear TruncatedFrame (EOFError), not a hang", roles=())
 def truncated(run: LessonRun) -> Outcome:
     probe = run.probe("truncated")
     o = probe.observed
@@ -55,7 +109,8 @@ def truncated(run: LessonRun) -> Outcome:
                           f"then {o.get('error_type')}")
 
 
-@scenario("oversize-header", "a header length of 2**32-1 is refused after 4 bytes, before any allocation")
+@scenario("oversize-header", "a header length of 2**32-1 is refused after 4 bytes, before any allocation",
+          roles=())
 def oversize_header(run: LessonRun) -> Outcome:
     probe = run.probe("oversize-header")
     o = probe.observed
@@ -63,14 +118,68 @@ def oversize_header(run: LessonRun) -> Outcome:
                           f"{o.get('bytes_read_before_error')} bytes")
 
 
+@scenario("trickled-request", "a request arriving one byte per send() is read whole and answered")
+def trickled_request(run: LessonRun) -> Outcome:
+    probe = run.probe("trickled-request")
+    o = probe.observed
+    if probe.ok:
+        return Outcome.from_probe(probe, f"a {o['request_bytes']}-byte request in {o['request_bytes']} sends "
+                                         f"was answered {o['reply_body']!r}")
+    if o.get("error") and not o.get("answered") and "closed" not in str(o.get("problem")):
+        what, fix = unreachable(run)
+        return Outcome(False, f"{o['error']}; {what}", o, probe.transcript, fix)
+    return Outcome(False, f"a request sent one byte per send() was {o.get('problem') or 'not answered'}: "
+                          f"{o.get('error') or o.get('reply_body')!r}", o, probe.transcript,
+                   "recv(4) may return 1, 2 or 3 bytes: loop until you have all 4 prefix bytes, then all n "
+                   "header bytes, then all `size` body bytes (a recv_exact helper)")
+
+
+@scenario("pipelined-requests", "three requests and a body in ONE segment: four replies, in order")
+def pipelined_requests(run: LessonRun) -> Outcome:
+    probe = run.probe("pipelined-requests")
+    o = probe.observed
+    if probe.ok:
+        return Outcome.from_probe(probe, "4 requests sent in one sendall() got 4 correct replies in order")
+    return Outcome(False, f"4 requests sent in one sendall(): {o.get('problem') or 'wrong replies'} "
+                          f"(echoes correct: {o.get('echoes_ok')}, hash correct: {o.get('hash_ok')})",
+                   o, probe.transcript,
+                   "one recv() may hold several frames: keep the bytes after the end of a frame in a buffer "
+                   "and start the next request from them; read a body with exactly `size` bytes, never a "
+                   "fixed recv(1024)")
+
+
+@scenario("client-vanishes", "clients that leave mid-prefix, mid-header and mid-body leave the server serving")
+def client_vanishes(run: LessonRun) -> Outcome:
+    probe = run.probe("client-vanishes")
+    if probe.ok:
+        return Outcome.from_probe(probe, "three clients vanished mid-frame; a fresh client was served")
+    return Outcome(False, "after clients vanished mid-frame, a fresh client was not served", probe.observed,
+                   probe.transcript, "recv() returning b'' mid-frame means the client left: close that "
+                                     "connection only (catch the error per client), and keep accepting")
+
+
 @scenario("bad-input", "bad frames get a framed error; an idle client blocks nobody; the server survives")
 def bad_input(run: LessonRun) -> Outcome:
     probe = run.probe("bad-input", timeout=180)
     o = probe.observed
     rejected, cases = o.get("rejected_with_error") or [], o.get("cases") or []
-    return Outcome.from_probe(probe, f"{len(rejected)}/{len(cases)} bad frames answered with an error; served while "
-                          f"another idles: {o.get('served_while_another_idles')}; "
-                          f"still serves: {o.get('still_serves')}")
+    summary = (f"{len(rejected)}/{len(cases)} bad frames answered with an error frame; a second client served "
+               f"while another idles: {o.get('served_while_another_idles')}; a fresh client served "
+               f"afterwards: {o.get('still_serves')}")
+    if probe.ok:
+        return Outcome.from_probe(probe, summary)
+    fixes = []
+    if o.get("not_rejected"):
+        fixes.append(f"answer each bad frame ({', '.join(o['not_rejected'][:6])}) with "
+                     "{\"ok\": false, \"error\": ...} before closing; check the length prefix against a limit "
+                     "before reading the header, and catch every parse error (ValueError, UnicodeDecodeError, "
+                     "RecursionError)")
+    if o.get("served_while_another_idles") is False:
+        fixes.append("serve each client in its own thread (or with selectors/asyncio) so an idle client "
+                     "blocks nobody")
+    if o.get("still_serves") is False:
+        fixes.append("keep the server alive: an error in one connection must only close that connection")
+    return Outcome(False, summary, o, probe.transcript, "; ".join(fixes) or "see the transcript")
 
 
 @scenario("client", "the client prints exact replies when trickled or pipelined, and stops with an error "
@@ -79,5 +188,14 @@ def client(run: LessonRun) -> Outcome:
     probe = run.probe("grade-client", "--client-cmd", shlex.join(run.client_cmd), timeout=180)
     passed = probe.observed.get("passed") or {}
     failed = [name for name, good in passed.items() if not good]
-    return Outcome.from_probe(probe, f"{sum(passed.values())}/{len(passed)} cases passed"
-                          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    advice = {"trickle": "read the 4-byte prefix, the header and the body with a recv_exact loop",
+              "pipeline": "a reply with \"more\": true is followed by another frame: keep leftover bytes "
+                          "and read the next frame from them",
+              "truncate": "when recv() returns b'' before `size` body bytes, stop with an error (non-zero exit)",
+              "oversize": "refuse a header length over a limit (e.g. 64 KiB) before reading it; exit non-zero",
+              "normal": "print the reply body exactly, and exit 0"}
+    fix = "; ".join(advice.get(name, name) for name in failed)
+    return Outcome(bool(passed) and not failed and probe.ok,
+                   f"{sum(passed.values())}/{len(passed)} sending modes handled"
+                   + (f"; failed: {', '.join(failed)}" if failed else ""),
+                   probe.observed, probe.transcript, fix)

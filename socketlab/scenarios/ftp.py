@@ -12,9 +12,39 @@ from __future__ import annotations
 
 import json
 
+from ..contract import Contract, RoleContract
 from ..scenario import LessonRun, Outcome, ProbeResult, scenario, wait_listening
 
 DEFAULT_ROOT = "/srv/ftp"     # the server's --root in compose.yaml
+
+CONTRACT = Contract("ftp", (
+    RoleContract("server", "python3 my_server.py --port 20060 --root /srv/ftp [--max-sessions 3]", (
+        "speak the protocol of [docs/ftp-protocol.md](../../docs/ftp-protocol.md) (frames as in lesson "
+        "framing; JSON requests and RFC 959-style reply codes; you may import `framing.codec`, "
+        "`ftp.protocol` and `ftp.users`);",
+        "follow its §7 server conventions: on a root without `users.json`, create the demo users alice / "
+        "wonderland (10 MiB quota), bob / builder (1 MiB) and alice2 / looking-glass (2 MiB); keep "
+        "`<root>/users.json` in the documented format and each home in `<root>/home/<user>/`;",
+        "log in by the SCRAM-style challenge-response of §4 (the password never crosses the wire; an "
+        "unknown user looks exactly like a wrong password; after 3 failures reply 421 and close);",
+        "confine each user to their home (`..`, absolute paths, a sibling home such as `alice2`, NUL, "
+        "symlinks out: refused with 553/550), enforce each user's quota (552, no file left) including "
+        "concurrent uploads, and serve many users at once;",
+        "make uploads invisible until complete and verified (a hidden partial file, `os.replace` at the "
+        "end), resume uploads and downloads at the offsets of §5, and verify sha256;",
+        "with `--max-sessions N`, serve N sessions and answer the next with 421;",
+        "answer every bad frame or field with an error reply (or a clean close), never a silent drop.",
+    ), ("print anything; use threads, a `queue.Queue` pool, `selectors` or `asyncio`.",)),
+    RoleContract("client", "python3 my_client.py --host ftp-server --port 20060 --user alice "
+                           "--password wonderland -c \"put FILE; get FILE COPY\"", (
+        "log in as the user given, run the `;`-separated commands of `-c` in order — the check sends "
+        "`put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit` "
+        "(`put LOCAL REMOTE`, `ls`, `get REMOTE LOCAL`, `rm REMOTE`, `quit`) — and exit 0 when all of "
+        "them succeeded, non-zero at the first that failed;",
+        "leave the downloaded copy with the same sha256 as the original.",
+    ), ("show a progress bar on stderr.",)),
+), ("The seed's `my_ftp` server (`tests/negative/ftp_seed_server.py`) fails: clear-text passwords, "
+    "`os.path.join(home, path)` lets `../` out of the home, no quota.",))
 
 
 def server_root(run: LessonRun) -> str:

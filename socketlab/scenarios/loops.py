@@ -10,7 +10,28 @@ from __future__ import annotations
 import errno
 import shlex
 
+from ..contract import Contract, RoleContract
+from ..diagnose import unreachable
 from ..scenario import LessonRun, Node, Outcome, ProbeResult, RunResult, scenario, wait_listening
+
+CONTRACT = Contract("loops", (
+    RoleContract("server", "python3 my_server.py --port N", (
+        "take the port from `--port N` and listen on TCP port N on every interface (`'0.0.0.0'`);",
+        "connection loop: serve one client after another, forever, with one process;",
+        "communication loop: each `recv()` is one message (the check sends short UTF-8 text, no "
+        "newline, and waits for the answer before sending again); answer each with the same text "
+        "reversed (`'hello'` → `'olleh'`), with one `sendall()`;",
+        "when a message is `quit`, close the connection; when `recv()` returns `b''` (the client "
+        "closed), close it too and go back to `accept()` — without spinning;",
+        "set `SO_REUSEADDR` on the listening socket before `bind()`, so it can be restarted on the "
+        "same port at once after it closed a connection first.",
+    ), (
+        "serve one client at a time (the lesson's iterative server) or several at once;",
+        "exit in any way on SIGTERM;",
+        "print anything.",
+    )),
+), ("The seed's server (`tests/negative/loops_seed_server.py`) fails `client-gone` (it spins on "
+    "`b''`) and `restart-after-quit` (`[Errno 98]`: no `SO_REUSEADDR`).",))
 
 # (who closes first, SO_REUSEADDR on the old listener, on the new one, errno of the new bind)
 REUSE_MATRIX = [
@@ -25,24 +46,18 @@ REUSE_MATRIX = [
 # --- helpers shared with the socketserver scenarios --------------------------------------------
 
 def in_workdir(run: LessonRun, argv: list[str]) -> list[str]:
-    """argv run from the lessons directory (/lab in containers), which is also its import path.
-
-    ``exec`` replaces the shell (and ``env`` replaces itself), so a background process keeps the
-    pid that ``spawn`` wrote down.
-    """
-    workdir = shlex.quote(run.workdir)
-    return ["sh", "-c", f"cd {workdir} && exec env PYTHONPATH={workdir} {shlex.join(argv)}"]
+    return run.in_workdir(argv)
 
 
 def reuse_tool(run: LessonRun, node: Node, *args: str, timeout: float = 30) -> ProbeResult:
-    """Run ``loops/reuse.py`` (the kernel-state helper) on a node."""
+    """Run ``loops/reuse.py`` (the experiment students also run by hand) on a node."""
     argv = in_workdir(run, [run.python, "loops/reuse.py", *args])
     return ProbeResult.parse(node.run(argv, timeout=timeout))
 
 
 def free_ports(run: LessonRun, count: int = 1) -> list[int]:
     """Spare ports on the server machine with no socket at all on them (TIME_WAIT counts as taken)."""
-    found = reuse_tool(run, run.server, "free-port", "--first", str(run.port() + 1),
+    found = run.tool(run.server, "free-port", "--first", str(run.port() + 1),
                        "--last", str(run.port() + 9), "--count", str(count))
     if not found.ok:
         raise RuntimeError("no free port on the server machine: " + " ".join(found.transcript))
@@ -52,7 +67,7 @@ def free_ports(run: LessonRun, count: int = 1) -> list[int]:
 def start_server(run: LessonRun, name: str, port: int, timeout: float = 10) -> ProbeResult:
     """Start the server under test in the background on ``port``; wait until it listens or dies."""
     run.server.spawn(name, in_workdir(run, [*run.server_cmd, "--port", str(port)]))
-    return reuse_tool(run, run.server, "wait-listen", "--port", str(port), "--pid-file", f"/tmp/{name}.pid",
+    return run.tool(run.server, "wait-listen", "--port", str(port), "--pid-file", f"/tmp/{name}.pid",
                       "--timeout", str(timeout), timeout=timeout + 10)
 
 
@@ -64,14 +79,14 @@ def start_watched(run: LessonRun, name: str, port: int, timeout: float = 10) -> 
     script = (f"rm -f /tmp/{name}.exit; cd {workdir} || exit 1; env PYTHONPATH={workdir} {server} & "
               f"echo $! >/tmp/{name}-server.pid; wait $!; echo $? >/tmp/{name}.exit")
     run.server.spawn(name, ["sh", "-c", script])
-    return reuse_tool(run, run.server, "wait-listen", "--port", str(port), "--pid-file",
+    return run.tool(run.server, "wait-listen", "--port", str(port), "--pid-file",
                       f"/tmp/{name}-server.pid", "--timeout", str(timeout), timeout=timeout + 10)
 
 
 def stop_watched(run: LessonRun, name: str) -> int | None:
     """SIGTERM the server started by start_watched; return its exit status (143 = killed by SIGTERM)."""
     run.server.stop(f"{name}-server")
-    reuse_tool(run, run.server, "wait-exit", "--pid-file", f"/tmp/{name}.pid")
+    run.tool(run.server, "wait-exit", "--pid-file", f"/tmp/{name}.pid")
     status = run.server.read_file(f"/tmp/{name}.exit").strip()
     return int(status) if status.isdigit() else None
 
@@ -102,12 +117,20 @@ def indent(lines: list[str], prefix: str = "    ") -> list[str]:
 @scenario("many-clients", "the connection loop: one server process serves 10 clients, one after another")
 def many_clients(run: LessonRun) -> Outcome:
     probe = run.probe("many-clients", "--clients", "10")
-    served = probe.observed.get("served")
-    return Outcome.from_probe(probe, f"{served}/10 sequential clients served, each from a new client port")
+    o = probe.observed
+    served = o.get("served")
+    if probe.ok:
+        return Outcome.from_probe(probe, f"{served}/10 sequential clients served, each from a new client port")
+    if o.get("error") and not served:
+        what, fix = unreachable(run)
+        return Outcome(False, f"{o['error']}; {what}", o, probe.transcript, fix)
+    return Outcome(False, f"{served or 0}/10 sequential clients got their message reversed", o, probe.transcript,
+                   "answer each recv() with the text reversed, then after 'quit' close and accept() the next "
+                   "client (see the transcript for what came back)")
 
 
 @scenario("iterative", "B connects while A is served: the handshake completes, "
-                       "but B's reply waits until A leaves")
+                       "but B's reply waits until A leaves", advisory=True)
 def iterative(run: LessonRun) -> Outcome:
     probe = run.probe("iterative", "--wait", "1")
     o = probe.observed
@@ -144,8 +167,17 @@ def client_gone(run: LessonRun) -> Outcome:
                   "client machine, the next client:", *indent(second.transcript),
                   "server log:", *indent(server_log)]
     passed = started.ok and first.ok and load.ok and second.ok
+    fix = ""
+    if not started.ok:
+        fix = f"the server did not listen on --port {port} within 10 s: take the port from --port"
+    elif not load.ok:
+        fix = ("after a client closes, recv() returns b'' at once, forever: check `if not data: break` "
+               "and close that connection instead of looping")
+    elif not (first.ok and second.ok):
+        fix = ("answer each message reversed, and after a client closes (recv() == b'') go back to "
+               "accept() for the next one")
     return Outcome(passed, f"after the client left: {observed['cpu_percent']}% CPU, next client served: "
-                           f"{observed['next_client_served']}", observed, transcript)
+                           f"{observed['next_client_served']}", observed, transcript, fix)
 
 
 @scenario("restart-after-quit", "the server restarts on the same port right after it closed a "
@@ -156,7 +188,7 @@ def restart_after_quit(run: LessonRun) -> Outcome:
     started = start_watched(run, first, port)
     try:
         quit_probe = run.probe("exchange", "--leave", "quit", "--message", "see you", port=port)
-        holders = reuse_tool(run, run.server, "sockets", "--port", str(port))
+        holders = run.tool(run.server, "sockets", "--port", str(port))
     finally:
         status = stop_watched(run, first)
     restarted = start_server(run, second, port, timeout=5)
@@ -186,8 +218,16 @@ def restart_after_quit(run: LessonRun) -> Outcome:
                           "run on.")
     passed = started.ok and quit_probe.ok and restarted.ok and observed["served_after_restart"]
     verdict = "OK" if restarted.ok else "FAILED"
+    fix = ""
+    if not quit_probe.ok:
+        fix = "answer the message reversed, and close the connection when the message is 'quit'"
+    elif not restarted.ok:
+        fix = ("set SO_REUSEADDR on the listening socket before bind(): "
+               "server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)")
+    elif not passed:
+        fix = "after a restart the server must serve again: answer the message reversed"
     return Outcome(passed, f"TIME_WAIT on the server: {observed['time_wait_on_server']}; "
-                           f"restart on port {port}: {verdict}", observed, transcript)
+                           f"restart on port {port}: {verdict}", observed, transcript, fix)
 
 
 @scenario("address-in-use", "Address already in use (Errno 98): TIME_WAIT sits on the side that closed "
@@ -235,7 +275,7 @@ def reuse_experiment(run: LessonRun, port: int, closer: str, old_reuse: bool,
         wait_listening(run.server, port, timeout=5)
         client = run.probe("close-order", "--closer", closer, port=port)
         # it exits by itself after its one connection; wait for that so its log is complete
-        exited = reuse_tool(run, run.server, "wait-exit", "--pid-file", f"/tmp/{name}.pid").ok
+        exited = run.tool(run.server, "wait-exit", "--pid-file", f"/tmp/{name}.pid").ok
     finally:
         if not exited:
             run.server.stop(name)

@@ -7,6 +7,7 @@ runs ``python3 -m <lesson>.probes``). Everything else is as in the other lessons
 """
 from __future__ import annotations
 
+from ..contract import Contract, RoleContract
 from ..scenario import LessonRun, Node, Outcome, ProbeResult, scenario
 from .loops import (
     exit_note,
@@ -15,13 +16,30 @@ from .loops import (
     indent,
     log_lines,
     parse_log,
-    reuse_tool,
     start_server,
     start_watched,
     stop_watched,
 )
 
 PROBES = "socketserver/probes.py"
+
+CONTRACT = Contract("socketserver", (
+    RoleContract("server", "python3 my_server.py --port N", (
+        "take the port from `--port N` and listen on TCP port N on every interface (`'0.0.0.0'`);",
+        "read lines (each request ends with `\\n`) and answer each with the same line in upper case, "
+        "ending with `\\n` (`abc\\n` → `ABC\\n`); a client may send many lines on one connection "
+        "and may stay connected, idle, for as long as it likes;",
+        "serve many clients at the same time: one idle client must not delay another "
+        "(`socketserver.ThreadingTCPServer`, or threads of your own);",
+        "restart on the same port at once after it was stopped with a client connected: set "
+        "`allow_reuse_address = True` as a class attribute (or `SO_REUSEADDR` before `bind()`).",
+    ), (
+        "handle SIGTERM or not (`clean-shutdown` reports what happens; it is advice);",
+        "print anything.",
+    )),
+), ("The seed's server (`tests/negative/socketserver_seed_server.py`) passes the concurrency "
+    "scenarios and fails `restart-same-port` (`[Errno 98]`): its `allow_reuse_address` is set on the "
+    "instance, after `bind()`.",))
 
 
 def probe(run: LessonRun, name: str, *args: str, node: Node | None = None, host: str | None = None,
@@ -77,15 +95,15 @@ def stop_with_idle_client(run: LessonRun, name: str, port: int) -> tuple[dict, l
     try:
         run.client.spawn(holder, in_workdir(run, [run.python, PROBES, "hold", "--host", run.server_host,
                                                   "--port", str(port), "--timeout", "15"]))
-        ready = reuse_tool(run, run.client, "wait-text", "--file", f"/tmp/{holder}.log", "--text", "READY")
+        ready = run.tool(run.client, "wait-text", "--file", f"/tmp/{holder}.log", "--text", "READY")
     finally:
         status = stop_watched(run, name)   # SIGTERM, then SIGKILL after 5 s
-    finished = reuse_tool(run, run.client, "wait-exit", "--pid-file", f"/tmp/{holder}.pid", "--timeout", "10")
+    finished = run.tool(run.client, "wait-exit", "--pid-file", f"/tmp/{holder}.pid", "--timeout", "10")
     if not finished.ok:
         run.client.stop(holder)
     held = parse_log(run.client, holder)
     after = probe(run, "refused", port=port)
-    holders = reuse_tool(run, run.server, "sockets", "--port", str(port))
+    holders = run.tool(run.server, "sockets", "--port", str(port))
     server_log = log_lines(run.server, name, 6)
     states = holders.observed.get("states", [])
     observed = {"port": port, "started": True, "idle_client_ready": ready.ok,
@@ -103,7 +121,7 @@ def stop_with_idle_client(run: LessonRun, name: str, port: int) -> tuple[dict, l
 
 
 @scenario("clean-shutdown", "SIGTERM -> server.shutdown(): the idle client gets EOF, the process exits, "
-                            "a new connect gets ECONNREFUSED")
+                            "a new connect gets ECONNREFUSED", advisory=True)
 def clean_shutdown(run: LessonRun) -> Outcome:
     [port] = free_ports(run)
     observed, transcript, _ = stop_with_idle_client(run, "socketserver-shutdown", port)
@@ -135,5 +153,13 @@ def restart_same_port(run: LessonRun) -> Outcome:
                           "WITHOUT SO_REUSEADDR) still holds the port. Make allow_reuse_address a class "
                           "attribute of your server class; set on the instance it comes too late.")
     passed = bool(observed.get("time_wait_on_server")) and restarted.ok and observed["served_after_restart"]
+    fix = ""
+    if not observed.get("started"):
+        fix = f"the server did not listen on --port {port}: take the port from --port"
+    elif not restarted.ok:
+        fix = ("make allow_reuse_address a class attribute (class Server(socketserver.ThreadingTCPServer): "
+               "allow_reuse_address = True); set on the instance after the constructor it comes after bind()")
+    elif not passed:
+        fix = "after the restart, answer each line in upper case"
     return Outcome(passed, f"TIME_WAIT on the server: {observed.get('time_wait_on_server')}; restart on port "
-                           f"{port}: {'OK' if restarted.ok else 'FAILED'}", observed, transcript)
+                           f"{port}: {'OK' if restarted.ok else 'FAILED'}", observed, transcript, fix)

@@ -10,11 +10,30 @@ from __future__ import annotations
 
 import shlex
 
+from ..contract import Contract, RoleContract
 from ..scenario import LessonRun, Outcome, scenario
+
+CONTRACT = Contract("sticky", (
+    RoleContract("client", "python3 my_client.py --host sticky-server --port 20020 --command CMD "
+                           "[--command CMD ...]", (
+        "take `--host`, `--port` and one or more `--command` options; connect once and run the commands "
+        "in order on that one connection;",
+        "send each command as one line (the command, then `\\n`);",
+        "print each reply to stdout whole and exactly as the server sent it, then the line "
+        "`--- end of reply ---` on a line of its own (when a reply does not end with a newline, print "
+        "one first: one extra newline after a reply is allowed);",
+        "exit 0 when every reply was printed, within 60 s.",
+    ), (
+        "use `frame COMMAND` (the server puts a 4-byte `!I` length before the reply) or any other way to "
+        "know where each reply ends;",
+        "print other lines to stderr.",
+    )),
+), ("The seed's client (`naive_client.py`, `tests/negative/sticky_seed_client.py`) fails: one "
+    "`recv(1024)` per command prints 1024 of the 5120 bytes of `big 5120`, then the leftovers.",))
 
 
 @scenario("leftover", "with recv(1024), the reply to 'echo hi' is the leftover of the 5120-byte reply "
-                      "before it")
+                      "before it", roles=())
 def leftover(run: LessonRun) -> Outcome:
     probe = run.probe("leftover")
     o = probe.observed
@@ -22,7 +41,8 @@ def leftover(run: LessonRun) -> Outcome:
                                      f"recv started with {o.get('r2_head', '')[:12]!r}, not 'hi'")
 
 
-@scenario("coalesce", "two sendall() calls already queued come out of one recv(1024) as b'helloworld'")
+@scenario("coalesce", "two sendall() calls already queued come out of one recv(1024) as b'helloworld'",
+          roles=())
 def coalesce(run: LessonRun) -> Outcome:
     probe = run.probe("coalesce")
     o = probe.observed
@@ -31,7 +51,7 @@ def coalesce(run: LessonRun) -> Outcome:
 
 
 @scenario("nodelay-no-cure", "TCP_NODELAY on both ends: the two sends still read as one "
-                             "(Nagle is not the cause)")
+                             "(Nagle is not the cause)", roles=())
 def nodelay_no_cure(run: LessonRun) -> Outcome:
     probe = run.probe("coalesce", "--nodelay")
     o = probe.observed
@@ -39,7 +59,7 @@ def nodelay_no_cure(run: LessonRun) -> Outcome:
                                      f"{o.get('rounds')} recvs returned b'helloworld'")
 
 
-@scenario("framed", "a 4-byte '!I' length before each reply cuts pipelined replies apart exactly")
+@scenario("framed", "a 4-byte '!I' length before each reply cuts pipelined replies apart exactly", roles=())
 def framed(run: LessonRun) -> Outcome:
     probe = run.probe("framed")
     sizes = probe.observed.get("sizes")
@@ -52,5 +72,20 @@ def client_exact_replies(run: LessonRun) -> Outcome:
     probe = run.probe("grade-client", "--client-cmd", shlex.join(run.client_cmd))
     o = probe.observed
     exact = o.get("exact") or []
-    return Outcome.from_probe(probe, f"{sum(exact)}/{len(exact)} replies printed exactly (printed sizes "
-                                     f"{o.get('printed_bytes')}, expected {o.get('expected_bytes')})")
+    if probe.ok:
+        return Outcome.from_probe(probe, f"{sum(exact)}/{len(exact)} replies printed exactly as the server sent "
+                                         f"them ({o.get('expected_bytes')} bytes)")
+    wrong = [c for c, good in zip(o.get("commands") or [], exact) if not good]
+    if o.get("client_exit") not in (0, None) and not wrong:
+        fix = "exit 0 once every reply is printed (and finish within 60 s)"
+        summary = f"every reply was right, but the client exited with {o.get('client_exit')}"
+    elif o.get("replies_printed", 0) < len(o.get("commands") or []) and not any(exact):
+        fix = "print the line '--- end of reply ---' after each reply"
+        summary = (f"found {o.get('replies_printed')} '--- end of reply ---' lines for "
+                   f"{len(o.get('commands') or [])} commands")
+    else:
+        fix = ("one recv() is not one reply: read until the whole reply is in (send 'frame CMD' and read "
+               "the 4-byte length first, then exactly that many bytes)")
+        summary = (f"{sum(exact)}/{len(exact)} replies printed exactly; wrong: {', '.join(wrong)} "
+                   f"(printed {o.get('printed_bytes')} bytes, the server sent {o.get('expected_bytes')})")
+    return Outcome(False, summary, o, probe.transcript, fix)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from ..contract import Contract, RoleContract
 from ..scenario import LessonRun, Node, Outcome, scenario, wait_listening
 
 SEED = 42
@@ -18,6 +19,25 @@ LOSS = 0.3
 RELIABLE_COUNT = 30
 RELIABLE_RELAY = ["--loss", str(LOSS), "--duplicate", "0.1", "--reorder", "0.1", "--seed", str(SEED)]
 LOSS_RELAY_OFFSET, RELIABLE_RELAY_OFFSET, REFERENCE_SERVER_OFFSET = 2, 3, 4
+
+CONTRACT = Contract("udp", (
+    RoleContract("server", "python3 my_server.py --port 20040", (
+        "take the port from `--port N`; bind a UDP socket (`SOCK_DGRAM`) to `('0.0.0.0', N)`;",
+        "echo every datagram unchanged to the address it came from (`recvfrom` → `sendto(data, addr)`): "
+        "empty, 2000 bytes and 65507 bytes (the largest UDP datagram) all come back whole — so receive "
+        "with a buffer of at least 65535 bytes, not `recvfrom(1024)`;",
+        "serve any number of senders, one datagram at a time, forever.",
+    ), ("print anything.",)),
+    RoleContract("client", f"python3 my_client.py --host <relay> --port <port> --count {RELIABLE_COUNT}", (
+        "send `DATA <seq> message <seq>` (UTF-8) for seq 0, 1, … count−1 to the given address;",
+        "wait for `ACK <seq>` from the server before the next message, and resend after a timeout (the "
+        "relay loses, duplicates and reorders datagrams): stop-and-wait with retransmission;",
+        "ignore duplicate or stale ACKs, give every socket call a timeout, and exit 0 once every message "
+        "was acknowledged, within 120 s.",
+    ), ("print anything.",)),
+), ("`tests/negative/udp_seed_server.py` (`recvfrom(1024)`) fails `truncation` and `max-size`: its echo "
+    "of 2000 or 65507 bytes comes back as 1024. `tests/negative/udp_seed_client.py` sends each message "
+    "once and fails `reliable-delivery`: datagram 0 is lost, so the server delivers nothing.",))
 
 
 def reference(run: LessonRun, program: str) -> list[str]:
@@ -76,17 +96,24 @@ def boundaries(run: LessonRun) -> Outcome:
 def truncation(run: LessonRun) -> Outcome:
     probe = run.probe("truncation")
     o = probe.observed
-    return Outcome.from_probe(probe, f"echo of {o.get('echo_size')} bytes read as {o.get('received')} "
-                                     f"(MSG_TRUNC {o.get('msg_trunc')}), {o.get('lost')} lost; next: "
-                                     f"{o.get('next_datagram')!r}")
+    outcome = Outcome.from_probe(probe, f"echo of {o.get('echo_size')} bytes read as {o.get('received')} "
+                                        f"(MSG_TRUNC {o.get('msg_trunc')}), {o.get('lost')} lost; next: "
+                                        f"{o.get('next_datagram')!r}")
+    if not probe.ok:
+        outcome.fix = ("the server must echo the whole 2000-byte datagram: receive with recvfrom(65535), not "
+                       "recvfrom(1024) (a datagram larger than the buffer is cut, and the rest is gone)")
+    return outcome
 
 
 @scenario("max-size", "65507 bytes is the largest datagram (echoed whole); 65508 -> EMSGSIZE (errno 90)")
 def max_size(run: LessonRun) -> Outcome:
     probe = run.probe("max-size")
     o = probe.observed
-    return Outcome.from_probe(probe, f"65507 echoed as {o.get('echo_len')} bytes; 65508 -> errno "
-                                     f"{o.get('oversize_errno')} ({o.get('oversize_errno_name')})")
+    outcome = Outcome.from_probe(probe, f"65507 echoed as {o.get('echo_len')} bytes; 65508 -> errno "
+                                        f"{o.get('oversize_errno')} ({o.get('oversize_errno_name')})")
+    if not probe.ok:
+        outcome.fix = "receive with a buffer of 65535 bytes (recvfrom(65535)) and send back exactly what came"
+    return outcome
 
 
 @scenario("overflow", "a receiver that is not reading loses datagrams with no network fault (RcvbufErrors)",
@@ -157,6 +184,12 @@ def reliable_delivery(run: LessonRun) -> Outcome:
     observed = dict(probe.observed, client_exit=client.exit_code, relay=relay)
     passed = probe.ok and client.exit_code == 0
     o = probe.observed
+    fix = ""
+    if not probe.ok:
+        fix = ("datagrams get lost: after each `DATA <seq> ...` wait for `ACK <seq>` with a timeout "
+               "(settimeout), and send it again when none came; ignore ACKs for other seqs")
+    elif client.exit_code != 0:
+        fix = "every message was delivered: exit 0 once the last ACK came"
     return Outcome(passed, f"the server delivered {o.get('delivered')}/{RELIABLE_COUNT} in order "
                            f"({o.get('duplicates')} duplicates ignored); client exit {client.exit_code}",
-                   observed, transcript)
+                   observed, transcript, fix)

@@ -18,13 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from loops.reuse import (
-    connection_state,
-    read_tcp_table,
-    sockets_on_port,
-    try_bind,
-    wait_until,
-)
+from labnode.kernel import connection_state, read_tcp_table, sockets_on_port, wait_until
+from loops.reuse import try_bind
 from loops.server import reverse
 from socketlab.scenario import LessonRun
 from socketlab.scenarios import for_lesson
