@@ -165,6 +165,8 @@ class BodyPace:
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
+GOODBYE_DRAIN = 1.0                 # seconds a closing session reads away what the client still sends
+GOODBYE_DRAIN_BYTES = 1024 * 1024   # ... and at most this much
 
 # ---------------------------------------------------------------------------------------------
 # One session
@@ -201,6 +203,7 @@ class Session:
                                min_body_rate=c.min_body_rate, rate_window=c.rate_window))
             while self.conn.state.state is not State.CLOSED:
                 self.handle(self.next_event())
+            self.close_cleanly()                  # after 221, or 421 for the third failed login
         except EOFError:
             self.log("client closed the connection")
         except FatalProtocolError as exc:
@@ -282,10 +285,33 @@ class Session:
         self.sock.sendall(self.conn.send(message, body_size=body_size))
 
     def say_goodbye(self, code: int, msg: str) -> None:
-        """Best effort: one last reply before closing (the peer may be gone already)."""
+        """Best effort: one last reply, then a *clean* close (the peer may be gone already).
+
+        After sending, shut down our side (FIN) and read away what the client already sent, for
+        at most GOODBYE_DRAIN seconds and bytes: close() with unread bytes answers with a RST,
+        and a RST can make the client's kernel throw away the very reply it has not read yet.
+        """
         try:
             self.sock.settimeout(2)
             self.sock.sendall(self.conn.send(reply(code, msg)))
+        except Exception:   # noqa: BLE001 - whatever goes wrong here, the session is over anyway
+            return
+        self.close_cleanly()
+
+    def close_cleanly(self) -> None:
+        """FIN first, then read away what the client still sends (bounded), so that the final
+        reply is not lost to a RST. An upload in progress ends first (its part kept): a client
+        that sees our FIN may at once resume it from another session."""
+        self.abandon_upload()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline, drained = time.monotonic() + GOODBYE_DRAIN, 0
+            while drained < GOODBYE_DRAIN_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                chunk = self.sock.recv_into(self.control)
+                if not chunk:
+                    break
+                drained += chunk
         except Exception:   # noqa: BLE001 - whatever goes wrong here, the session is over anyway
             pass
 
