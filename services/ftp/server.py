@@ -19,7 +19,14 @@ How it is built (read top to bottom):
   cannot be trusted (a broken frame) get one last 500 and a close. Nothing a client sends
   can stop the other sessions.
 * **Files** go through ftp/paths.py (confinement to the home) and ftp/storage.py (quotas,
-  ``.part`` files, atomic rename).
+  ``.part`` files, atomic rename). An OS error there (a name through a file, a full disk, a
+  path too long) comes back as a reply through the one table in ftp/oserrors.py.
+* **Deadlines** (all in the greeting's ``limits``): a session must log in within
+  ``login_deadline``; between requests it may idle ``idle_timeout``; a started header must be
+  complete within ``header_deadline``; a body must not stall for ``stall_timeout`` and must
+  average ``min_body_rate`` bytes/s over every ``rate_window`` (a trickle is cut too). Each ends
+  with a 421 and a clean close. Password guessing across sessions is slowed down per account
+  and per address by ftp/throttle.py.
 * **Streaming, O(1) memory**: an upload is read with ``recv_into`` into one reused 256 KiB
   buffer and written with ``os.write`` as it comes; a download goes out with
   ``socket.sendfile`` (the kernel copies file → socket; no Python loop, no buffer).

@@ -345,8 +345,8 @@ class Storage:
         used, entries = home_usage(home.real)
         return used, reserved, entries + pending
 
-    def _check_entries(self, user: str, home: Home, allowance: Allowance, what: str) -> None:
-        entries = self.full_usage(user, home)[2]
+    @staticmethod
+    def _check_entries(entries: int, allowance: Allowance, what: str) -> None:
         if entries + 1 > allowance.entries:
             raise StorageError(Code.QUOTA_EXCEEDED,
                                f"entry limit reached: {entries} files and directories of {allowance.entries} "
@@ -377,9 +377,9 @@ class Storage:
                 raise StorageError(Code.FILE_BUSY, f"{target.virtual} is being uploaded by another session")
             upload = Upload(user, target, file_size, algo, digest, offset=0)
             upload.offset = self._resume_offset(upload)
+            used, reserved, entries = self.full_usage(user, home)
             if not exists and upload.offset == 0:
-                self._check_entries(user, home, allowance, target.virtual)
-            used, reserved = self.usage(user, home)
+                self._check_entries(entries, allowance, target.virtual)
             need = file_size - upload.offset
             if used + reserved + need > allowance.bytes:
                 raise StorageError(Code.QUOTA_EXCEEDED,
@@ -466,7 +466,7 @@ class Storage:
         if target.is_home or os.path.lexists(target.real):
             raise StorageError(Code.UNAVAILABLE, f"{target.virtual} already exists")
         with self.space(user).lock:
-            self._check_entries(user, home, allowance, target.virtual)
+            self._check_entries(self.full_usage(user, home)[2], allowance, target.virtual)
             os.mkdir(target.real, 0o755)
 
     @path_operation

@@ -356,3 +356,76 @@ def test_header_limit_is_shared_with_the_codec():
 def test_abort_and_help_and_quit_have_no_fields():
     for req in (Abort(), Help(), Quit(), Quota(), Pwd(), Noop()):
         assert req.to_header() == {"op": req.op}
+
+
+# --- listing pages, the cnonce as sent, name limits, login throttling (issue 9) ---------------
+
+def test_a_listing_page_is_measured_as_sent_and_pages_cover_everything():
+    from framing.codec import encode_header
+    from ftp.protocol import listing_page
+    for name_of in (lambda i: f"{i:05d}" + "x" * 40, lambda i: f"{i:04d}" + "漢" * 80):
+        entries = sorted(({"name": name_of(i), "type": "dir", "size": 0, "mtime": 1_700_000_000}
+                          for i in range(2000)), key=lambda e: e["name"])
+        seen, after = [], None
+        while True:
+            page = listing_page("/a/b", entries, after)
+            assert len(encode_header(page.to_header())) - 4 <= MAX_HEADER_SIZE
+            assert page.fields["total"] == 2000
+            seen += page.fields["entries"]
+            if not page.fields["truncated"]:
+                break
+            after = page.fields["continue_after"]
+        assert seen == entries
+
+
+def test_a_listing_page_does_not_split_a_name():
+    from ftp.protocol import listing_page
+    entries = []
+    for i in range(3000):
+        entries.append({"name": f"{i:05d}" + "y" * 30, "type": "file", "size": 1, "mtime": 0})
+        entries.append({"name": f"{i:05d}" + "y" * 30, "type": "partial", "size": 1, "file_size": 2})
+    page = listing_page("/", entries)
+    chosen = page.fields["entries"]
+    assert page.fields["truncated"] and chosen[-1]["type"] == "partial"
+    assert entries[len(chosen)]["name"] != chosen[-1]["name"]
+
+
+def test_the_cnonce_is_kept_as_sent_and_digests_are_lower_cased():
+    request = parse_request({"op": "login", "user": "alice", "cnonce": "ABCDEF0123456789"})
+    assert request.cnonce == "ABCDEF0123456789"
+    put = parse_request({"op": "put", "path": "a", "file_size": 1, "digest": "AB" * 32})
+    assert put.digest == "ab" * 32
+
+
+def test_the_name_limit_leaves_room_for_the_sidecar():
+    from ftp.protocol import MAX_NAME_BYTES, NAME_MAX, SIDECAR_SUFFIX
+    assert len(f".{'n' * MAX_NAME_BYTES}{SIDECAR_SUFFIX}") == NAME_MAX
+    virtual_path("/", "n" * MAX_NAME_BYTES)
+    with pytest.raises(PathError):
+        virtual_path("/", "n" * (MAX_NAME_BYTES + 1))
+
+
+def test_login_throttle_backs_off_forgives_and_trusts_a_known_address():
+    from ftp.throttle import LoginThrottle, ThrottlePolicy
+    now = [1000.0]
+    throttle = LoginThrottle(ThrottlePolicy(account_free=2, account_cap=8, address_free=4, address_cap=16,
+                                            base_delay=1, forget_after=100), clock=lambda: now[0])
+    assert throttle.begin_attempt("alice", "10.0.0.1") == 0
+    throttle.succeeded("alice", "10.0.0.1")                 # her usual address
+    assert [throttle.begin_attempt("alice", "10.0.0.9") for _ in range(2)] == [0, 0]
+    wait = throttle.begin_attempt("alice", "10.0.0.9")
+    assert wait == 1                                        # the third attempt waits; it is not counted
+    assert throttle.begin_attempt("alice", "10.0.0.9") == 1
+    assert throttle.retry_after("alice", "10.0.0.1") == 0   # trusted address: no account wait
+    now[0] += 1
+    assert throttle.begin_attempt("alice", "10.0.0.9") == 0    # counted: 3 failures
+    assert throttle.retry_after("alice", "10.0.0.9") == 2      # doubled
+    for _ in range(10):                                     # hammering while throttled changes nothing
+        throttle.begin_attempt("alice", "10.0.0.9")
+    assert throttle.retry_after("alice", "10.0.0.9") == 2
+    for _ in range(6):                                      # the wait is capped
+        now[0] += 20
+        throttle.begin_attempt("alice", "10.0.0.9")
+    assert throttle.retry_after("alice", "10.0.0.7") <= 8
+    now[0] += 101                                           # forgotten after a quiet period
+    assert throttle.retry_after("alice", "10.0.0.9") == 0
