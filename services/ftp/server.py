@@ -133,12 +133,17 @@ class Stats:
     uploads: int = 0
     downloads: int = 0
     throttled_logins: int = 0
+    timeouts: int = 0
     internal_errors: int = 0
     errors: dict = field(default_factory=dict)
 
 
 class SessionTimeout(TimeoutError):
     """A deadline of the session passed; ``str()`` is the sentence of the 421 that follows."""
+
+
+class ReaderStalled(Exception):
+    """A download's reader made no room for stall_timeout: close (no reply can follow mid-body)."""
 
 
 class BodyPace:
@@ -216,10 +221,16 @@ class Session:
         except FatalProtocolError as exc:
             self.log(f"protocol violation: {exc.msg}")
             self.say_goodbye(Code.SYNTAX_ERROR, f"{exc.msg}; closing the connection")
+        except ReaderStalled as exc:
+            self.server.stats.timeouts += 1
+            self.log(str(exc))
+            self.close_cleanly()               # mid-body: a 421 frame would read as file bytes
         except SessionTimeout as exc:
+            self.server.stats.timeouts += 1
             self.log(f"timed out: {exc}")
             self.say_goodbye(Code.SERVICE_UNAVAILABLE, str(exc))
         except TimeoutError:
+            self.server.stats.timeouts += 1
             self.log("timed out")
             self.say_goodbye(Code.SERVICE_UNAVAILABLE, "idle or stalled for too long; closing")
         except OSError as exc:
@@ -571,8 +582,13 @@ class Session:
                 self.log(f"--drop-after-bytes: cutting the connection after {cut} of {count} bytes")
                 self.sock.shutdown(socket.SHUT_RDWR)
                 raise EOFError("connection cut on purpose (--drop-after-bytes)")
-            # sendfile: the kernel copies from the page cache to the socket (zero copy).
-            sent = self.sock.sendfile(f, offset, count) if count else 0
+            # sendfile: the kernel copies from the page cache to the socket (zero copy). A client
+            # that stops reading fills its window; after stall_timeout without room, it is cut.
+            try:
+                sent = self.sock.sendfile(f, offset, count) if count else 0
+            except TimeoutError:
+                raise ReaderStalled(f"get {target.virtual}: the client read nothing for "
+                                    f"{self.config.stall_timeout:g} s; closing") from None
         self.server.stats.bytes_out += sent
         if sent != count:     # the file shrank under us: the frame is short, the stream is lost
             raise EOFError(f"{target.virtual} changed during the transfer; closing")

@@ -546,3 +546,31 @@ def test_reply_headers_of_limits_are_announced_in_the_greeting(lab):
     for key in ("login_deadline", "min_body_rate", "rate_window", "max_name_bytes"):
         assert key in limits
     assert json.dumps(limits)
+
+
+def test_slow_readers_of_big_downloads_are_cut_and_free_their_slots(tmp_path):
+    lab = HostileLab(tmp_path / "root", max_sessions=4, stall_timeout=0.5)
+    try:
+        size = 32 * MiB                                      # more than the socket buffers hold
+        with open(lab.home() / "big.bin", "wb") as f:
+            f.truncate(size)
+        readers = [lab.raw() for _ in range(3)]
+        for raw in readers:
+            raw.send({"op": "get", "path": "big.bin"})       # ... and never read the body
+        for _ in range(400):                                # the server gives up on all three
+            if lab.server.stats.timeouts >= 3:
+                break
+            time.sleep(0.05)
+        assert lab.server.stats.timeouts >= 3
+        for raw in readers:                                 # what was sent, then a FIN: no garbage frame
+            got = 0
+            while chunk := raw.sock.recv(1 << 20):
+                got += len(chunk)
+            assert got < size
+            raw.close()
+        lab.assert_alive()
+        with lab.client() as c:
+            done = c.get("big.bin", str(tmp_path / "copy.bin"))
+            assert done.fields["file_size"] == size
+    finally:
+        lab.stop()
