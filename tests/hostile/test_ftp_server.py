@@ -574,3 +574,28 @@ def test_slow_readers_of_big_downloads_are_cut_and_free_their_slots(tmp_path):
             assert done.fields["file_size"] == size
     finally:
         lab.stop()
+
+
+@pytest.mark.parametrize("number", [errno.EACCES, errno.EIO, errno.EMFILE, errno.EROFS, errno.ENOSPC,
+                                    errno.EPROTO])
+def test_any_os_error_of_any_path_operation_is_a_reply(lab, monkeypatch, number):
+    """The disk fails in ways a test cannot arrange as root (EACCES) or at all (EIO): inject them."""
+    raw = lab.raw()
+    assert put_bytes(raw, "f.txt", b"hello")["code"] == 226
+    assert raw.ask({"op": "mkdir", "path": "d"})["code"] == 257
+    expected = OS_ERROR_REPLIES.get(number, (Code.LOCAL_ERROR, ""))[0]
+
+    def fail(*args, **kwargs):
+        raise OSError(number, os.strerror(number))
+    cases = [("mkdir", {"op": "mkdir", "path": "new"}), ("scandir", {"op": "ls", "path": "d"}),
+             ("rmdir", {"op": "rm", "path": "d"}), ("unlink", {"op": "rm", "path": "f.txt"}),
+             ("open", {"op": "get", "path": "f.txt"}),
+             ("open", {"op": "put", "path": "g.txt", "file_size": 1, "digest": sha(b"x")}),
+             ("stat", {"op": "cd", "path": "d"})]
+    for function, request in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(os, function, fail)
+            answer = raw.ask(request)
+        assert answer is not None and answer["code"] == expected, (function, request, answer)
+    assert raw.ask({"op": "noop"})["code"] == 200
+    lab.assert_alive()
