@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -179,7 +180,8 @@ def student_overlay(builder: ImageBuilder, lesson: Lesson, server: Path | None, 
     if not files:
         return None, None, None
     digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(files.items()))).hexdigest()[:12]
-    tag = f"socketlab/check-{lesson.id}:{digest}"
+    # one tag per check: checks of the same files may run side by side, and each removes its own
+    tag = f"socketlab/check-{lesson.id}:{digest}-{uuid.uuid4().hex[:6]}"
     builder.build_overlay(tag, files, owner="check")
     return tag, commands.get("server"), commands.get("client")
 
@@ -217,7 +219,7 @@ class Checker:
 
     def check(self, lesson_id: str, server: Path | None = None, client: Path | None = None,
               on_result: Callable[[Scenario, ScenarioReport], None] | None = None,
-              entry: str | None = None) -> LessonReport:
+              entry: str | None = None, only: list[str] | None = None) -> LessonReport:
         lesson = self.topology.lesson(lesson_id)
         contract = contract_of(lesson.id)
         for role, path in (("server", server), ("client", client)):
@@ -249,6 +251,8 @@ class Checker:
             else:
                 run = lesson_run(lesson, nodes_of(manager, lesson), server_cmd, client_cmd)
                 scenarios = select(for_lesson(lesson.id), server is not None, client is not None)
+                if only:
+                    scenarios = [s for s in scenarios if s.name in only]
                 reports = run_scenarios(run, scenarios, on_result)
         finally:
             manager.down()

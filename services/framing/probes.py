@@ -544,8 +544,20 @@ def expected_body(host: str, port: int, options: list[str]) -> bytes:
 
 
 def without_newlines(data: bytes) -> bytes:
-    """print() adds line ends; the comparison ignores them (the bodies used here have none)."""
     return data.replace(b"\r", b"").replace(b"\n", b"")
+
+
+def body_mismatch(out: bytes, want: bytes) -> str:
+    """Why stdout is not the body, in words a student can act on ('' when it is exact)."""
+    if out == want:
+        return ""
+    if without_newlines(out) == without_newlines(want):
+        return (f"printed {len(out) - len(want)} newline(s) more than the body (print() adds one): "
+                "write the bytes with sys.stdout.buffer.write(body)")
+    if want.startswith(out):
+        return f"printed only the first {len(out)} of {len(want)} body bytes"
+    at = next((i for i, (a, b) in enumerate(zip(out, want)) if a != b), min(len(out), len(want)))
+    return f"printed {len(out)} bytes that differ from the body from byte {at} on"
 
 
 def grade_client(host: str, port: int, client_cmd: str, case_timeout: float = 15.0) -> bool:
@@ -563,20 +575,26 @@ def grade_client(host: str, port: int, client_cmd: str, case_timeout: float = 15
         seconds = round(time.monotonic() - started, 2)
         last_err = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         if expect == "body":
-            passed = code == 0 and without_newlines(out) == without_newlines(want)
+            mismatch = body_mismatch(out, want)
+            passed = code == 0 and not mismatch
             verdict = (f"printed {len(out)} bytes, expected {len(want)}: "
-                       f"{'exact' if passed else 'WRONG'}")
+                       + ("exact" if not mismatch else f"WRONG, {mismatch}")
+                       + ("" if code == 0 else f"; exit {code} although the reply was fine"))
         else:
             passed = not timed_out and code != 0 and bool(err.strip())
             verdict = "stopped with an error" if passed else "did NOT stop cleanly with an error"
+            mismatch = "" if passed else ("hung: killed after the time limit" if timed_out else
+                                          f"exit {code} with stderr {last_err[0][:80]!r}")
         how = f"killed after {case_timeout:.0f} s" if timed_out else f"exit {code}"
         print(f"{name:<9} $ {shlex.join(argv)}")
         print(f"          {how} in {seconds} s; {verdict}; stdout: {preview(out, 30)}; "
               f"stderr: {last_err[0][:160]!r}")
-        graded[name] = {"passed": passed, "exit_code": code, "timed_out": timed_out, "seconds": seconds,
+        graded[name] = {"passed": passed, "why": mismatch, "exit_code": code, "timed_out": timed_out,
+                        "seconds": seconds,
                         "printed_bytes": len(out), "expected_bytes": len(want) if expect == "body" else None}
     ok = all(g["passed"] for g in graded.values())
     return result(ok, cases=list(graded), passed={k: g["passed"] for k, g in graded.items()},
+                  why={k: g["why"] for k, g in graded.items() if g["why"]},
                   exit_codes={k: g["exit_code"] for k, g in graded.items()},
                   timed_out={k: g["timed_out"] for k, g in graded.items()},
                   printed_bytes={k: g["printed_bytes"] for k, g in graded.items()},

@@ -95,8 +95,9 @@ def big_body(run: LessonRun) -> Outcome:
     o = probe.observed
     if not probe.ok:
         return Outcome(False, f"8 MiB each way: {o.get('probe_error') or 'wrong size or sha256'}", o,
-                       probe.transcript, "send the whole 'big N' body with sendall(), and read a request body "
-                                         "of `size` bytes in a loop before hashing it")
+                       probe.transcript, "send the whole 'big N' body with sendall() (send() may take only "
+                                         "part of it), and read a request body of `size` bytes in a loop "
+                                         "before hashing it")
     return Outcome.from_probe(probe, f"download {o.get('download_bytes')} bytes in {o.get('download_seconds')} s, "
                           f"upload {o.get('upload_bytes')} bytes in {o.get('upload_seconds')} s")
 
@@ -131,7 +132,8 @@ def trickled_request(run: LessonRun) -> Outcome:
     return Outcome(False, f"a request sent one byte per send() was {o.get('problem') or 'not answered'}: "
                           f"{o.get('error') or o.get('reply_body')!r}", o, probe.transcript,
                    "recv(4) may return 1, 2 or 3 bytes: loop until you have all 4 prefix bytes, then all n "
-                   "header bytes, then all `size` body bytes (a recv_exact helper)")
+                   "header bytes, then all `size` body bytes (a recv_exact helper); MSG_WAITALL is no "
+                   "substitute, on a socket with a timeout it returns short")
 
 
 @scenario("pipelined-requests", "three requests and a body in ONE segment: four replies, in order")
@@ -193,9 +195,12 @@ def client(run: LessonRun) -> Outcome:
                           "and read the next frame from them",
               "truncate": "when recv() returns b'' before `size` body bytes, stop with an error (non-zero exit)",
               "oversize": "refuse a header length over a limit (e.g. 64 KiB) before reading it; exit non-zero",
-              "normal": "print the reply body exactly, and exit 0"}
-    fix = "; ".join(advice.get(name, name) for name in failed)
+              "big": "read the body in a loop until `size` bytes are in, write them all, and exit 0"}
+    why = probe.observed.get("why") or {}
+    fix = "; ".join(f"{name}: {why[name]}" if "print()" in why.get(name, "") else advice.get(name, name)
+                    for name in failed)
     return Outcome(bool(passed) and not failed and probe.ok,
                    f"{sum(passed.values())}/{len(passed)} sending modes handled"
-                   + (f"; failed: {', '.join(failed)}" if failed else ""),
+                   + (f"; failed: {', '.join(f'{n} ({why[n]})' if n in why else n for n in failed)}"
+                      if failed else ""),
                    probe.observed, probe.transcript, fix)

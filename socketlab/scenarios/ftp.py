@@ -215,9 +215,14 @@ def isolation(run: LessonRun) -> Outcome:
                   f"({'ok' if made.ok else 'FAILED: ' + made.stderr.strip()})",
                   f"server side: files named 'evil' anywhere under {server_root(run)}: {escaped or 'none'}"]
     passed = probe.ok and made.ok and not escaped
-    return outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
-                          f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
-                          f"written outside: {escaped}", passed, extra, transcript)
+    result = outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
+                            f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
+                            f"written outside: {escaped}", passed, extra, transcript)
+    if not result.passed:
+        result.fix = ("os.path.join(home, path) lets '../x' and '/etc/x' out of the home: normalise the path "
+                      "(os.path.realpath, which also follows symlinks) and refuse it with 553 unless "
+                      "os.path.commonpath([home, real]) == home")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def client_gone(run: LessonRun) -> Outcome:
         fix = f"the server did not listen on --port {port} within 10 s: take the port from --port"
     elif not load.ok:
         fix = ("after a client closes, recv() returns b'' at once, forever: check `if not data: break` "
-               "and close that connection instead of looping")
+               "and close that connection instead of spinning in the loop")
     elif not (first.ok and second.ok):
         fix = ("answer each message reversed, and after a client closes (recv() == b'') go back to "
                "accept() for the next one")

@@ -57,3 +57,13 @@ def test_bad_frames_get_errors_and_the_server_keeps_serving(module_lab):
 def test_reference_client_prints_exact_replies_under_every_sending_mode(module_lab):
     outcome = framing.client(module_lab)
     assert outcome.passed and outcome.observed["all_passed"]
+
+
+def test_the_reference_server_survives_the_hostile_clients_that_grade_student_servers(module_lab):
+    trickled = framing.trickled_request(module_lab)
+    assert trickled.passed, trickled.summary
+    assert trickled.observed["reply_body"] == "trickled request"
+    pipelined = framing.pipelined_requests(module_lab)
+    assert pipelined.passed and pipelined.observed["echoes_ok"] == [True, True, True], pipelined.summary
+    vanished = framing.client_vanishes(module_lab)
+    assert vanished.passed and vanished.observed["still_serves"] is True

@@ -1,0 +1,121 @@
+"""`lab.py check` proven both ways, on real containers.
+
+* Positive controls (tests/students/<lesson>/<role>_<style>.py): correct programs written from the
+  guide's contract alone, in different styles, by people who had not read the reference. Every
+  one must pass.
+* Negative controls (tests/negative/: the seed's programs) and mistake controls (tests/mistakes/:
+  the mistakes students really make, each one change away from a correct program) must fail, in
+  the scenario that is about that mistake, with an explanation that names it.
+
+The checks are independent throw-away lesson instances, so they run side by side (a small thread
+pool) once per session; the tests below assert on the collected reports.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+TESTS = Path(__file__).resolve().parents[1]
+PARALLEL = 3
+
+
+@dataclass(frozen=True)
+class Control:
+    lesson: str
+    role: str
+    path: Path
+    entry: str | None = None
+    must_fail: str | None = None            # None: a positive control, every graded scenario passes
+    names: tuple[str, ...] = ()             # words the failing scenario's explanation must contain
+
+    @property
+    def id(self) -> str:
+        return f"{self.lesson}-{self.path.name}" + (f"-{self.entry}" if self.entry else "")
+
+
+STUDENTS = [Control(p.parent.name, p.name.split("_")[0], p)
+            for p in sorted((TESTS / "students").glob("*/*.py")) if p.name.split("_")[0] in ("server", "client")]
+
+NEGATIVE = [Control(lesson, role, TESTS / "negative" / name, None, fails, words)
+            for lesson, role, name, fails, words in [
+    ("basic", "server", "basic_seed_server.py", "accept-new-socket", ("127.0.0.1",)),
+    ("framing", "server", "framing_seed_server.py", "bad-input", ("error",)),
+    ("framing", "client", "framing_seed_client.py", "client", ("trickle",)),
+    ("loops", "server", "loops_seed_server.py", "client-gone", ("b''",)),
+    ("socketserver", "server", "socketserver_seed_server.py", "restart-same-port", ("class attribute",)),
+    ("sticky", "client", "sticky_seed_client.py", "client-exact-replies", ("recv()",)),
+    ("udp", "client", "udp_seed_client.py", "reliable-delivery", ("send it again",)),
+    ("udp", "server", "udp_seed_server.py", "truncation", ("recvfrom(65535)",)),
+    ("ftp", "server", "ftp_seed_server.py", "isolation", ("os.path.join",)),
+]]
+
+MISTAKES_DIR = TESTS / "mistakes"
+MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
+            for lesson, role, name, entry, fails, words in [
+    ("basic", "server", "basic_binds_loopback.py", None, "accept-new-socket", ("127.0.0.1", "0.0.0.0")),
+    ("loops", "server", "loops_no_eof_check.py", None, "client-gone", ("b''", "spinning")),
+    ("loops", "server", "loops_no_reuseaddr.py", None, "restart-after-quit", ("SO_REUSEADDR",)),
+    ("socketserver", "server", "socketserver_instance_reuse.py", None, "restart-same-port",
+     ("class attribute",)),
+    ("framing", "server", "framing", "recv_assumed.py", "trickled-request", ("recv(4) may return",)),
+    ("framing", "server", "framing", "msg_waitall.py", "trickled-request", ("MSG_WAITALL",)),
+    ("framing", "server", "framing", "send_not_sendall.py", "big-body", ("sendall()",)),
+    ("framing", "client", "framing_client_print.py", None, "client", ("print()",)),
+    ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
+    ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
+]]
+
+ALL = STUDENTS + NEGATIVE + MISTAKES
+
+
+@pytest.fixture(scope="module")
+def reports(docker_client, lab_image, topology):
+    from socketlab.runner import Checker
+    from tests.conftest import RUN_ID
+    checker = Checker(docker_client, topology, say=lambda _: None, project=RUN_ID)
+
+    def grade(control: Control):
+        # a negative control only needs the scenario it must fail; a positive one, every scenario
+        only = [control.must_fail] if control.must_fail else None
+        return checker.check(control.lesson, **{control.role: control.path}, entry=control.entry, only=only)
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return dict(zip([c.id for c in ALL], pool.map(grade, ALL)))
+
+
+def failures(report) -> list[tuple[str, str]]:
+    return [(s.scenario, s.explanation) for s in report.scenarios if s.required and not s.passed]
+
+
+@pytest.mark.parametrize("control", STUDENTS, ids=[c.id for c in STUDENTS])
+def test_a_correct_program_written_from_the_contract_passes(reports, control):
+    report = reports[control.id]
+    assert report.passed, failures(report)
+
+
+@pytest.mark.parametrize("control", NEGATIVE + MISTAKES, ids=[c.id for c in NEGATIVE + MISTAKES])
+def test_a_wrong_program_fails_with_an_explanation_that_names_the_mistake(reports, control):
+    report = reports[control.id]
+    assert not report.passed
+    failed = dict(failures(report))
+    assert control.must_fail in failed, [(s.scenario, s.passed, s.summary) for s in report.scenarios]
+    explanation = failed[control.must_fail]
+    for word in control.names:
+        assert word in explanation, explanation
+
+
+def test_every_gradable_role_has_three_independent_positive_controls(topology):
+    from socketlab.contract import contract_of
+    counts = {(c.lesson, c.role): 0 for c in STUDENTS}
+    for c in STUDENTS:
+        counts[c.lesson, c.role] += 1
+    for lesson in topology.lessons:
+        for rc in contract_of(lesson).roles:
+            wanted = 1 if lesson == "ftp" else 3
+            if lesson == "ftp" and rc.role == "client":
+                continue   # the ftp client is the lab's own (client-batch); students write the server
+            assert counts.get((lesson, rc.role), 0) >= wanted, (lesson, rc.role, counts)
