@@ -19,7 +19,7 @@ Two more rules keep a real user in:
   usual machine (the *address* wait still applies to everyone);
 * counters are forgotten after ``forget_after`` seconds without a failure.
 
-Attempts are counted *before* the proof is checked (and given back on success): otherwise 20
+Attempts are counted *before* the proof is checked (and forgiven on success): otherwise 20
 sessions sending their proofs in the same millisecond would all pass the check before the first
 failure is recorded. Everything lives in memory, bounded (oldest keys dropped first).
 """
@@ -29,7 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ class ThrottlePolicy:
 class _Counter:
     failures: int = 0
     last: float = 0.0                # monotonic time of the last counted attempt
+    per_user: dict = field(default_factory=dict)   # an address's failures, by account
+
+MAX_USERS_PER_ADDRESS = 256          # beyond this, an address's failures are only counted
 
 
 class LoginThrottle:
@@ -107,19 +110,24 @@ class LoginThrottle:
                 counter = table.pop(key, None) or _Counter()
                 counter.failures += 1
                 counter.last = now
+                if table is self._addresses and (user in counter.per_user
+                                                 or len(counter.per_user) < MAX_USERS_PER_ADDRESS):
+                    counter.per_user[user] = counter.per_user.get(user, 0) + 1
                 table[key] = counter                # most recent last: the oldest go first
                 while len(table) > self.policy.max_keys:
                     table.popitem(last=False)
             return 0.0
 
     def succeeded(self, user: str, address: str) -> None:
-        """The proof was right: the account starts afresh and trusts this address; the address
-        only gets back the attempt (a valid account must not wash an address's guesses away)."""
+        """The proof was right: the account starts afresh and trusts this address, and the
+        address is forgiven its failures *on this account* (someone who mistyped, then got it
+        right). Its failures on other accounts stay: knowing one password (your own) must not
+        wash away guesses at everybody else's."""
         with self._lock:
             self._accounts.pop(user, None)
             counter = self._addresses.get(address)
             if counter is not None:
-                counter.failures = max(0, counter.failures - 1)
+                counter.failures = max(0, counter.failures - counter.per_user.pop(user, 1))
             self._trusted.pop((user, address), None)
             self._trusted[(user, address)] = self.clock()
             while len(self._trusted) > self.policy.max_keys:

@@ -599,3 +599,16 @@ def test_any_os_error_of_any_path_operation_is_a_reply(lab, monkeypatch, number)
         assert answer is not None and answer["code"] == expected, (function, request, answer)
     assert raw.ask({"op": "noop"})["code"] == 200
     lab.assert_alive()
+
+
+def test_the_login_checks_can_be_run_again_and_again_from_one_address(lab, capsys):
+    """`lab.py check ftp` makes a few wrong logins on purpose; the throttles must not fail its
+    second or fifth run against the same server (its success forgives its own typos)."""
+    try:
+        from labnode.probes import ftp as probes
+    except ImportError:                        # pragma: no cover - before the probes moved
+        from ftp import probes
+    for _ in range(5):
+        assert probes.probe_login(lab.host, lab.port), capsys.readouterr().out
+        assert probes.probe_login_limit(lab.host, lab.port), capsys.readouterr().out
+    lab.assert_alive()

@@ -429,3 +429,21 @@ def test_login_throttle_backs_off_forgives_and_trusts_a_known_address():
     assert throttle.retry_after("alice", "10.0.0.7") <= 8
     now[0] += 101                                           # forgotten after a quiet period
     assert throttle.retry_after("alice", "10.0.0.9") == 0
+
+
+def test_a_success_forgives_an_address_its_failures_on_that_account_only():
+    from ftp.throttle import LoginThrottle, ThrottlePolicy
+    throttle = LoginThrottle(ThrottlePolicy(account_free=5, address_free=10), clock=lambda: 50.0)
+    for run in range(8):         # `lab.py check ftp` again and again: wrong proofs, then the right one
+        for user in ("mallory", "alice", "alice", "alice", "alice"):
+            assert throttle.begin_attempt(user if run < 4 else "alice", "10.0.0.5") == 0
+        throttle.succeeded("alice", "10.0.0.5")
+    assert throttle.retry_after("alice", "10.0.0.5") == 0   # 4 mallory failures remain, 10 are free
+    spray = LoginThrottle(ThrottlePolicy(account_free=5, address_free=10), clock=lambda: 50.0)
+    for k in range(9):           # guesses at nine accounts, then a login to one's own
+        assert spray.begin_attempt(f"user{k}", "10.0.0.6") == 0
+    assert spray.begin_attempt("me", "10.0.0.6") == 0
+    spray.succeeded("me", "10.0.0.6")
+    assert spray._addresses["10.0.0.6"].failures == 9          # the guesses at others stay
+    assert spray.begin_attempt("user9", "10.0.0.6") == 0
+    assert spray.retry_after("user10", "10.0.0.6") > 0

@@ -23,13 +23,18 @@ from pathlib import Path
 import pytest
 
 from framing.codec import encode_header
-from ftp import probes, users
+from ftp import users
 from ftp.client import FtpClient, FtpError, TransferCut, file_digest, local_part_paths
 from ftp.client import main as client_main
 from ftp.protocol import CHUNK_SIZE, Abort, Code, Noop, Put, PutData
 from ftp.server import FtpServer, ServerConfig
 from ftp.storage import Upload
 from tests.local_node import LocalNode, free_port
+
+try:                                           # the probes are moving to the lab-node package
+    from labnode.probes import ftp as probes
+except ImportError:                            # pragma: no cover - before the move
+    from ftp import probes
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 FAST_KDF = 1 << 10          # scrypt n for test users: same code path, 16x cheaper
