@@ -55,7 +55,7 @@ class _Counter:
     last: float = 0.0                # monotonic time of the last counted attempt
     per_user: dict = field(default_factory=dict)   # an address's failures, by account
 
-MAX_USERS_PER_ADDRESS = 256          # beyond this, an address's failures are only counted
+MAX_USERS_PER_ADDRESS = 32           # beyond this, an address's failures are only counted
 
 
 class LoginThrottle:
