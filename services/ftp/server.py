@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from framing.codec import NEED_DATA
 from ftp.auth import fake_verifier, new_nonce, server_signature, verify_proof
-from ftp.oserrors import reply_for_os_error
+from ftp.oserrors import os_errors_as_replies, reply_for_os_error
 from ftp.paths import Home
 from ftp.protocol import (
     CHUNK_SIZE,
@@ -390,8 +390,9 @@ class Session:
             return self.throttled(name, wait)
         if verify_proof(verifier, req.proof, name, cnonce, snonce) and known:
             self.server.throttle.succeeded(name, self.address[0])
+            with os_errors_as_replies("your home directory"):   # a full disk: 452, not a drop
+                os.makedirs(home_dir(self.config.root, name), exist_ok=True)
             self.user, self.cwd = name, "/"
-            os.makedirs(home_dir(self.config.root, name), exist_ok=True)
             self.home = Home(home_dir(self.config.root, name))
             self.server.stats.logins += 1
             self.log("logged in")
