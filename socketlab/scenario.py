@@ -7,7 +7,7 @@ through the small ``Node`` interface, so the same function runs
 * in containers started by the pytest suite (testcontainers), and
 * on classroom machines over SSH (``socketlab.classroom``).
 
-Client-side work happens in ``services/<lesson>/probes.py`` (stdlib, runs on the client node);
+Client-side work happens in ``services/labnode/probes/<lesson>.py`` (stdlib, runs on the client node);
 the scenario function arranges the hosts, runs probes and judges what they saw.
 """
 from __future__ import annotations
@@ -161,7 +161,7 @@ class LessonRun:
 
     def probe(self, probe: str, *args: str, node: Node | None = None, module: str | None = None,
               host: str | None = None, port: int | None = None, timeout: float = 60) -> ProbeResult:
-        argv = [self.python, "-m", module or f"{self.lesson}.probes", probe,
+        argv = [self.python, "-m", module or f"labnode.probes.{self.lesson}", probe,
                 "--host", host or self.server_host, "--port", str(port or self.port()), *args]
         return ProbeResult.parse((node or self.client).run(self.in_workdir(argv), timeout=timeout))
 

@@ -7,7 +7,7 @@ own socket table, so you see which socket still holds the port and in which TCP 
     python3 loops/reuse.py rebind --port 20019 [--reuse]
     python3 loops/reuse.py sockets --port 20019
 
-(the client side of the experiment is ``python3 -m loops.probes close-order``).
+(the client side of the experiment is ``python3 -m labnode.probes.loops close-order``).
 
 What you will find on Linux::
 

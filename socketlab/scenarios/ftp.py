@@ -1,6 +1,6 @@
 """Lesson ftp (seed §3, SPEC §6-§7): the homework, each item shown and graded.
 
-Server scenarios run ``ftp.probes`` on the client machine against the server under test (the
+Server scenarios run ``labnode.probes.ftp`` on the client machine against the server under test (the
 reference ``python3 -m ftp.server --port 20060 --root /srv/ftp``, or a student's server that
 implements docs/ftp-protocol.md) and then look at the server's disk directly: what is stored
 where, under which name, with which sha256. The client scenario runs the client under test in

@@ -1,9 +1,8 @@
 """Lesson socketserver: ThreadingTCPServer, allow_reuse_address, clean shutdown (seed §2.7).
 
 The lesson directory ``services/socketserver/`` is deliberately not a package (a package named
-``socketserver`` on PYTHONPATH could hide the standard library module), so its probes run as a
-script, ``python3 socketserver/probes.py <probe> ...``, instead of through ``run.probe`` (which
-runs ``python3 -m <lesson>.probes``). Everything else is as in the other lessons.
+``socketserver`` on PYTHONPATH could hide the standard library module); its probes are
+``labnode.probes.socketserver``, like every lesson's.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from .loops import (
     stop_watched,
 )
 
-PROBES = "socketserver/probes.py"
+PROBES = "labnode.probes.socketserver"
 
 CONTRACT = Contract("socketserver", (
     RoleContract("server", "python3 my_server.py --port N", (
@@ -44,10 +43,7 @@ CONTRACT = Contract("socketserver", (
 
 def probe(run: LessonRun, name: str, *args: str, node: Node | None = None, host: str | None = None,
           port: int | None = None, timeout: float = 60) -> ProbeResult:
-    """Like ``run.probe``, for a probe file run by its path."""
-    argv = [run.python, PROBES, name, "--host", host or run.server_host, "--port", str(port or run.port()),
-            *args]
-    return ProbeResult.parse((node or run.client).run(in_workdir(run, argv), timeout=timeout))
+    return run.probe(name, *args, node=node, host=host, port=port, timeout=timeout, module=PROBES)
 
 
 @scenario("b-while-a-idles", "ThreadingTCPServer: client B is answered at once while client A sits idle")
@@ -93,7 +89,7 @@ def stop_with_idle_client(run: LessonRun, name: str, port: int) -> tuple[dict, l
         return ({"started": False, "exit_status": status},
                 transcript + indent(log_lines(run.server, name)), False)
     try:
-        run.client.spawn(holder, in_workdir(run, [run.python, PROBES, "hold", "--host", run.server_host,
+        run.client.spawn(holder, in_workdir(run, [run.python, "-m", PROBES, "hold", "--host", run.server_host,
                                                   "--port", str(port), "--timeout", "15"]))
         ready = run.tool(run.client, "wait-text", "--file", f"/tmp/{holder}.log", "--text", "READY")
     finally:

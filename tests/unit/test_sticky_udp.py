@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from labnode.probes import sticky as sticky_probes
+from labnode.probes import udp as udp_probes
 from socketlab.scenario import LessonRun, RunResult
 from socketlab.scenarios import sticky as sticky_scenarios
 from socketlab.scenarios import udp as udp_scenarios
-from sticky import probes as sticky_probes
 from sticky.server import MAX_LINE, CommandError, big_pattern, parse_frame, run_command
-from udp import probes as udp_probes
 from udp.relay import Impairment, plan
 from udp.server import MAX_DATAGRAM, Peer, Records, receive_data
 
@@ -366,7 +366,7 @@ def test_relay_loss_is_exactly_the_predicted_set(udp_server):
                     f"127.0.0.1:{udp_server.port}", "--loss", "0.3", "--seed", "42")
     try:
         for _ in range(2):                                # a new socket is a new flow: the same fates again
-            argv = [PY, "-m", "udp.probes", "relay-loss", "--host", "127.0.0.1", "--port", str(relay.port),
+            argv = [PY, "-m", "labnode.probes.udp", "relay-loss", "--host", "127.0.0.1", "--port", str(relay.port),
                     "--count", "30"]
             out = subprocess.run(argv, cwd=SERVICES, capture_output=True, text=True, timeout=30).stdout
             o = json.loads(out.splitlines()[-1][len("RESULT "):])["observed"]

@@ -3,15 +3,15 @@
 Run this file by its path (the lesson directory is not a package, so that it cannot hide the
 standard library's ``socketserver``):
 
-    python3 socketserver/probes.py b-while-a-idles --host socketserver-server --port 20050
-    python3 socketserver/probes.py twenty-parallel --host socketserver-server --port 20050
-    python3 socketserver/probes.py hold            --host socketserver-server --port 20051
-    python3 socketserver/probes.py refused         --host socketserver-server --port 20051
+    python3 -m labnode.probes.socketserver b-while-a-idles --host socketserver-server --port 20050
+    python3 -m labnode.probes.socketserver twenty-parallel --host socketserver-server --port 20050
+    python3 -m labnode.probes.socketserver hold            --host socketserver-server --port 20051
+    python3 -m labnode.probes.socketserver refused         --host socketserver-server --port 20051
 
 On the server machine (no network needed, or the machine's own /proc):
 
-    python3 socketserver/probes.py sockopt
-    python3 socketserver/probes.py threads --port 20050
+    python3 -m labnode.probes.socketserver sockopt
+    python3 -m labnode.probes.socketserver threads --port 20050
 
 Each probe prints what it sees, one observation per line, then one line
 `RESULT {"ok": ..., "observed": {...}}` for the lab to grade. Every socket has a timeout.

@@ -1,9 +1,9 @@
 """Lesson sticky, probes: what the demo and `lab.py check sticky` do from the client machine.
 
-    python3 -m sticky.probes leftover --host sticky-server --port 20020
-    python3 -m sticky.probes coalesce --host sticky-server --port 20020 [--nodelay]
-    python3 -m sticky.probes framed   --host sticky-server --port 20020
-    python3 -m sticky.probes grade-client --host sticky-server --port 20020 \
+    python3 -m labnode.probes.sticky leftover --host sticky-server --port 20020
+    python3 -m labnode.probes.sticky coalesce --host sticky-server --port 20020 [--nodelay]
+    python3 -m labnode.probes.sticky framed   --host sticky-server --port 20020
+    python3 -m labnode.probes.sticky grade-client --host sticky-server --port 20020 \
         --client-cmd "python3 my_client.py"
 
 The probes never guess with sleep(): before each recv() they wait until the kernel reports
@@ -14,7 +14,6 @@ Each probe prints one observation per line, then `RESULT {"ok": ..., "observed":
 """
 import argparse
 import fcntl
-import json
 import shlex
 import socket
 import struct
@@ -23,14 +22,12 @@ import sys
 import termios
 import time
 
+from labnode.report import result
 from sticky.client import END_OF_REPLY, ask, recv_exact
 
 GRADED_COMMANDS = ["big 5120", "echo hi", "lines 3", "sends hello world", "big 100000", "echo done"]
 
 
-def result(ok: bool, **observed) -> bool:
-    print("RESULT " + json.dumps({"ok": ok, "observed": observed}))
-    return ok
 
 
 def queued(sock: socket.socket) -> int:

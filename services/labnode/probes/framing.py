@@ -1,13 +1,13 @@
 """Lesson framing, probes: what the demo and `lab.py check framing` do from the client machine.
 
-    python3 -m framing.probes recv-sizes      --host framing-server --port 20030
-    python3 -m framing.probes trickle         --host framing-server --port 20030
-    python3 -m framing.probes pipelined       --host framing-server --port 20030
-    python3 -m framing.probes big-body        --host framing-server --port 20030 [--size 8388608]
-    python3 -m framing.probes truncated       --host framing-server --port 20030
-    python3 -m framing.probes oversize-header --host framing-server --port 20030
-    python3 -m framing.probes bad-input       --host framing-server --port 20030
-    python3 -m framing.probes grade-client    --host framing-server --port 20030 \
+    python3 -m labnode.probes.framing recv-sizes      --host framing-server --port 20030
+    python3 -m labnode.probes.framing trickle         --host framing-server --port 20030
+    python3 -m labnode.probes.framing pipelined       --host framing-server --port 20030
+    python3 -m labnode.probes.framing big-body        --host framing-server --port 20030 [--size 8388608]
+    python3 -m labnode.probes.framing truncated       --host framing-server --port 20030
+    python3 -m labnode.probes.framing oversize-header --host framing-server --port 20030
+    python3 -m labnode.probes.framing bad-input       --host framing-server --port 20030
+    python3 -m labnode.probes.framing grade-client    --host framing-server --port 20030 \
                               --client-cmd "python3 my_client.py"
 
 They judge only what a server does on the wire (the reference server or a student's), reading
@@ -31,7 +31,7 @@ import sys
 import termios
 import time
 
-from .codec import (
+from framing.codec import (
     HEADER_LENGTH,
     NEED_DATA,
     Data,
@@ -47,16 +47,14 @@ from .codec import (
     header_size_from_prefix,
     parse_header,
 )
-from .sockio import read_frame, recv_exact, send_frame
+from framing.sockio import read_frame, recv_exact, send_frame
+from labnode.report import result
 
 TIMEOUT = 10.0
 
 
 # ------------------------------------------------------------------------------- helpers
 
-def result(ok: bool, **observed: object) -> bool:
-    print("RESULT " + json.dumps({"ok": ok, "observed": observed}))
-    return ok
 
 
 def connect(host: str, port: int, timeout: float = TIMEOUT) -> socket.socket:

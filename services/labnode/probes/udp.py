@@ -1,13 +1,13 @@
 """Lesson udp, probes: what the demo and `lab.py check udp` do from the client machine.
 
-    python3 -m udp.probes no-connection --host udp-server --port 20040
-    python3 -m udp.probes boundaries    --host udp-server --port 20040
-    python3 -m udp.probes truncation    --host udp-server --port 20040
-    python3 -m udp.probes max-size      --host udp-server --port 20040
-    python3 -m udp.probes overflow      --host udp-server --port 20040 [--count 1000 --rcvbuf 4096]
-    python3 -m udp.probes relay-loss    --host udp-relay  --port 20041 [--count 30 --loss 0.3 --seed 42]
-    python3 -m udp.probes delivered     --host udp-server --port 20040 --count 30
-    python3 -m udp.probes my-address    --host udp-server --port 20040
+    python3 -m labnode.probes.udp no-connection --host udp-server --port 20040
+    python3 -m labnode.probes.udp boundaries    --host udp-server --port 20040
+    python3 -m labnode.probes.udp truncation    --host udp-server --port 20040
+    python3 -m labnode.probes.udp max-size      --host udp-server --port 20040
+    python3 -m labnode.probes.udp overflow      --host udp-server --port 20040 [--count 1000 --rcvbuf 4096]
+    python3 -m labnode.probes.udp relay-loss    --host udp-relay  --port 20041 [--count 30 --loss 0.3 --seed 42]
+    python3 -m labnode.probes.udp delivered     --host udp-server --port 20040 --count 30
+    python3 -m labnode.probes.udp my-address    --host udp-server --port 20040
 
 Synchronisation reads the kernel, not the clock: /proc/net/udp shows, for each socket, the bytes
 queued in its receive buffer (rx_queue, counted as the kernel's memory per datagram) and how
@@ -25,14 +25,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from labnode.report import result
 from udp.relay import Impairment, plan
 
 MAX_UDP_PAYLOAD = 65507
 
 
-def result(ok: bool, **observed) -> bool:
-    print("RESULT " + json.dumps({"ok": ok, "observed": observed}))
-    return ok
 
 
 # --- kernel state -------------------------------------------------------------------------------

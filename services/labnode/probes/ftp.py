@@ -1,7 +1,7 @@
 """Lesson ftp, probes: what `lab.py demo ftp` and `lab.py check ftp` do from the client machine.
 
-    python3 -m ftp.probes login --host ftp-server --port 20060
-    python3 -m ftp.probes resume-upload --stage cut --host ftp-server --port 20060
+    python3 -m labnode.probes.ftp login --host ftp-server --port 20060
+    python3 -m labnode.probes.ftp resume-upload --stage cut --host ftp-server --port 20060
 
 Every probe speaks only the documented protocol (docs/ftp-protocol.md) through ftp.client, so
 it grades any server that implements the contract. Each prints what it sees, one observation
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import random
 import socket
@@ -38,6 +37,7 @@ from ftp.protocol import (
     Reply,
 )
 from ftp.users import DEMO_USERS
+from labnode.report import result, say
 
 MiB = 1024 * 1024
 PASSWORDS = {name: password for name, (password, _quota) in DEMO_USERS.items()}
@@ -47,14 +47,6 @@ WORK = os.path.join(tempfile.gettempdir(), "ftp-probes")
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def result(ok: bool, **observed) -> bool:
-    print("RESULT " + json.dumps({"ok": bool(ok), "observed": observed}, default=str), flush=True)
-    return ok
 
 
 #: Every remote name the probes create: each probe first removes the leftovers of the others,

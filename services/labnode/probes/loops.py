@@ -2,14 +2,14 @@
 
 From the client machine:
 
-    python3 -m loops.probes many-clients --host loops-server --port 20010
-    python3 -m loops.probes iterative    --host loops-server --port 20010
-    python3 -m loops.probes exchange     --host loops-server --port 20011 --leave close
-    python3 -m loops.probes close-order  --host loops-server --port 20019 --closer server
+    python3 -m labnode.probes.loops many-clients --host loops-server --port 20010
+    python3 -m labnode.probes.loops iterative    --host loops-server --port 20010
+    python3 -m labnode.probes.loops exchange     --host loops-server --port 20011 --leave close
+    python3 -m labnode.probes.loops close-order  --host loops-server --port 20019 --closer server
 
 On the server machine (it reads that machine's /proc):
 
-    python3 -m loops.probes cpu --port 20011 --window 1
+    python3 -m labnode.probes.loops cpu --port 20011 --window 1
 
 Each probe prints what it sees, one observation per line, then one line
 `RESULT {"ok": ..., "observed": {...}}` for the lab to grade. Every socket has a timeout.

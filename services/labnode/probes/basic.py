@@ -1,7 +1,7 @@
 """Lesson basic, probes: what the demo and `lab.py check basic` do from the client machine.
 
-    python3 -m basic.probes accept-new-socket --host basic-server --port 20000
-    python3 -m basic.probes connect-ex --host basic-server --port 20001
+    python3 -m labnode.probes.basic accept-new-socket --host basic-server --port 20000
+    python3 -m labnode.probes.basic connect-ex --host basic-server --port 20001
 
 Each probe prints what it sees, one observation per line, then one line
 `RESULT {"ok": ..., "observed": {...}}` for the lab to grade.
