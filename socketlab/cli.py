@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--entry", metavar="FILE", help="when PATH is a folder: the file to run (default server.py "
                     "or client.py)")
     sp.add_argument("--json", action="store_true")
+    from .trace.command import add_arguments, cmd_trace  # `trace` lives in socketlab/trace/
+    add_arguments(add("trace", cmd_trace, "run a lesson's scenarios with the socket-call log and packet capture "
+                      "on; print the ladder (calls and segments), write HTML and pcap"))
     sp = add("client", cmd_client, "an interactive client in the client container")
     sp.add_argument("lesson")
     sp.add_argument("extra", nargs=argparse.REMAINDER, help="extra arguments for the client")

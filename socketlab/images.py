@@ -2,6 +2,7 @@
 
 base     socketlab/base:bookworm   Debian bookworm + python3 + user `lab`   (rarely rebuilt)
 lessons  socketlab/lessons:latest  base + services/ copied to /lab          (seconds to rebuild)
+capture  socketlab/capture:bookworm base + Debian's tcpdump, for `lab.py trace` (built on first use)
 
 The base needs a Debian rootfs. Where a registry answers we pull debian:bookworm-slim; where none
 does (classrooms, CI here) we bootstrap one with mmdebstrap and `docker import` it. No flag
@@ -33,6 +34,7 @@ from .topology import ROOT
 ROOTFS_IMAGE = "socketlab/rootfs:bookworm"
 BASE_IMAGE = "socketlab/base:bookworm"
 LESSONS_IMAGE = "socketlab/lessons:latest"
+CAPTURE_IMAGE = "socketlab/capture:bookworm"
 OFFICIAL_DEBIAN = ("debian", "bookworm-slim")
 ROOTFS_PACKAGES = "python3,iproute2,procps,openssh-server,iputils-ping"
 MMDEBSTRAP = ["mmdebstrap", "--variant=minbase", f"--include={ROOTFS_PACKAGES}", "bookworm"]
@@ -152,6 +154,19 @@ class ImageBuilder:
         self._build(tag, files, parent=self.base_tag, what="lab machine image", buildargs={"BASE": self.base_tag})
         return tag
 
+    def ensure_capture(self) -> str:
+        """The packet-capture sidecar of `lab.py trace` (images/capture.Dockerfile); return its tag.
+
+        Not part of ``ensure_all``: only `trace` (and `bundle`) need it, and its one download from
+        Debian's mirror must never stand between a student and `up`.
+        """
+        self.ensure_rootfs()
+        self.ensure_base()
+        files = {"Dockerfile": (self.root / "images/capture.Dockerfile").read_bytes()}
+        tag = self.base_tag.replace("/base:", "/capture:")
+        self._build(tag, files, parent=self.base_tag, what="packet capture image", buildargs={"BASE": self.base_tag})
+        return tag
+
     def build_overlay(self, tag: str, files: dict[str, bytes], owner: str) -> str:
         """A throw-away image: the lessons image plus a student's files under /lab/student/."""
         dockerfile = (f"FROM {self.lessons_tag}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()
@@ -237,8 +252,15 @@ def _tar(files: dict[str, bytes]) -> io.BytesIO:
 
 
 def bundle(client: docker.DockerClient, out: Path, tags: Iterable[str], say: Say = _quiet) -> int:
-    """Write every lab image into one tar that `load` can read on an offline machine."""
-    tags = [t for t in tags if _exists(client, t)]
+    """Write every lab image into one tar that `load` can read on an offline machine.
+
+    The capture image goes in too (built first where it is missing), so `trace` works offline.
+    """
+    try:
+        tags = [*tags, ImageBuilder(client, say).ensure_capture()]
+    except LabError as exc:
+        say(f"  the bundle has no packet capture image ({exc.message}); `trace` will need Debian's mirror")
+    tags = [t for t in dict.fromkeys(tags) if _exists(client, t)]
     if not tags:
         raise LabError("there are no SocketLab images to bundle", "run `python lab.py build` first")
     size = 0
