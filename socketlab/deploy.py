@@ -9,10 +9,21 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -31,17 +42,38 @@ def _quiet(_: str) -> None:
     pass
 
 
+# Throw-away instances this process started (``check``): removed by ``remove_throwaways`` when a
+# deadline cuts a check short in the middle of its own clean-up.
+_THROWAWAYS: set[str] = set()
+
+
 @dataclass(frozen=True)
 class Instance:
-    """Which lab instance to act on. ``subnet=None`` lets the engine choose (no fixed IPs)."""
+    """Which lab instance to act on. ``subnet=None`` lets the engine choose (no fixed IPs).
+
+    Every instance is a sandbox (docs/security.md): its network is ``internal`` (no route out) and
+    the host's own services are fenced off where lab.py can (``GatewayGuard``). ``workspace`` is the
+    host folder whose ``<lesson>/`` is mounted into the lesson's containers; ``None`` (``check``, the
+    tests) means no host mount at all.
+    """
 
     project: str = DEFAULT_PROJECT
     subnet: str | None = "compose"     # "compose" = the subnet compose.yaml fixes
     owner: str = "lab"
+    internal: bool = True
+    workspace: Path | None = None
 
     @classmethod
     def throwaway(cls, owner: str, prefix: str = DEFAULT_PROJECT) -> Instance:
-        return cls(project=f"{prefix}-{owner}-{uuid.uuid4().hex[:8]}", subnet=None, owner=owner)
+        """A private, internal instance with no host mounts: how untrusted code is graded."""
+        instance = cls(project=f"{prefix}-{owner}-{uuid.uuid4().hex[:8]}", subnet=None, owner=owner)
+        _THROWAWAYS.add(instance.project)
+        return instance
+
+    @property
+    def bridge(self) -> str | None:
+        """A readable bridge name for the student's own network (the one rule docs/security.md shows)."""
+        return "br-socketlab" if self.project == DEFAULT_PROJECT else None
 
 
 @dataclass(frozen=True)
@@ -61,10 +93,225 @@ class NodeStatus:
     ip: str
     ports: str
     aliases: list[str] = field(default_factory=list)
+    connections: list[dict] = field(default_factory=list)   # servers: [{"peer", "node", "state"}]
 
     def as_dict(self) -> dict:
         return {"node": self.node, "lesson": self.lesson, "role": self.role, "state": self.state,
-                "ip": self.ip, "ports": self.ports, "dns": self.aliases}
+                "ip": self.ip, "ports": self.ports, "dns": self.aliases, "connections": self.connections}
+
+
+# -- the kernel's connection table, read inside a server container -------------------------------
+# /proc/net/tcp's state column is the kernel's enum tcp_state in hex (services/labnode/kernel.py
+# reads the same table inside the lesson containers).
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+              "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
+              "0B": "CLOSING", "0C": "NEW_SYN_RECV"}
+
+
+def _proc_address(field_: str) -> tuple[str, int]:
+    """'0B004D0A:4E20' -> ('10.77.0.11', 20000): the kernel prints each 32-bit word in host order."""
+    hex_ip, hex_port = field_.split(":")
+    words = struct.unpack(f">{len(hex_ip) // 8}I", bytes.fromhex(hex_ip))
+    raw = struct.pack(f"<{len(words)}I", *words)
+    ip = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return ip.removeprefix("::ffff:"), int(hex_port, 16)
+
+
+def tcp_peers(table: str, port: int) -> list[tuple[str, int, str]]:
+    """(peer ip, peer port, state) of every connection on local ``port`` in /proc/net/tcp{,6} text."""
+    peers = []
+    for line in table.splitlines():
+        f = line.split()
+        if len(f) < 4 or not f[0].rstrip(":").isdigit():
+            continue                       # the header line ("sl local_address ...")
+        (_, local_port), (peer_ip, peer_port) = _proc_address(f[1]), _proc_address(f[2])
+        state = TCP_STATES.get(f[3], f[3])
+        if local_port == port and state != "LISTEN":
+            peers.append((peer_ip, peer_port, state))
+    return peers
+
+
+# -- the student's workspace -------------------------------------------------------------------
+def invoking_user() -> tuple[int, int]:
+    """Who ran lab.py: the person behind sudo when run through sudo, else this process's user."""
+    if os.geteuid() == 0 and os.environ.get("SUDO_UID", "").isdigit():
+        uid = int(os.environ["SUDO_UID"])
+        gid = os.environ.get("SUDO_GID", "")
+        return uid, int(gid) if gid.isdigit() else uid
+    return os.getuid(), os.getgid()
+
+
+def ensure_workspace(root: Path, lesson: str, container_user: str) -> tuple[Path, str]:
+    """Create ``<root>/<lesson>/`` (never deleted) and return it with the uid:gid to run containers as.
+
+    Files must be readable and writable on both sides. A folder owned by an ordinary user (1000 or
+    anyone else) is shared by running the containers as that user. A folder owned by root (lab.py
+    run as root without sudo, as CI does) keeps the containers unprivileged: the folder's group
+    becomes the container user's group, group-writable and set-gid (new files keep that group).
+    """
+    uid, gid = invoking_user()
+    path = root / lesson
+    missing = [d for d in (root, path) if not d.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for d in missing:
+        if os.geteuid() == 0 and uid != 0:
+            os.chown(d, uid, gid)          # lab.py under sudo: the folder is the student's, not root's
+    st = path.stat()
+    if st.st_uid != 0:
+        return path, f"{st.st_uid}:{st.st_gid}"
+    container_gid = int(container_user.split(":")[1]) if ":" in container_user else int(container_user)
+    try:
+        os.chown(path, 0, container_gid)
+        path.chmod(0o2775)
+    except PermissionError:
+        pass                               # not ours to change; it was set up by an earlier root run
+    return path, container_user
+
+
+def _as_user(kwargs: dict, user: str) -> None:
+    """Run the container as ``user``; tmpfs mounts owned by the old user follow (ftp's /srv/ftp)."""
+    uid, _, gid = user.partition(":")
+    kwargs["user"] = user
+    kwargs["tmpfs"] = {path: re.sub(r"\bgid=\d+", f"gid={gid or uid}", re.sub(r"\buid=\d+", f"uid={uid}", opts))
+                       for path, opts in (kwargs.get("tmpfs") or {}).items()}
+
+
+# -- the host behind the gateway -----------------------------------------------------------------
+class GatewayGuard:
+    """Fences the host itself off from lesson containers.
+
+    An ``internal`` network has no route out, but the host still answers on the bridge's own
+    address (the gateway): any service listening on 0.0.0.0 on the host is one connect away. When
+    lab.py runs as root on the engine's own machine it adds one rule per lab network to the host's
+    INPUT chain, tagged ``socketlab:<project>``, and removes it with the network:
+
+        iptables -I INPUT -i <bridge> -m conntrack --ctstate NEW -j REJECT
+
+    (replies to connections the host opens stay allowed). Otherwise ``reason`` says why not, and
+    docs/security.md gives the teacher the same rule to add once.
+    """
+
+    def __init__(self, runner: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> None:
+        self.run = runner
+
+    @staticmethod
+    def bridge_of(net) -> str:
+        options = net.attrs.get("Options") or {}
+        return options.get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
+
+    @staticmethod
+    def tag(project: str) -> str:
+        return f"socketlab:{project}"
+
+    @staticmethod
+    def rule(bridge: str, project: str) -> list[str]:
+        return ["INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "NEW",
+                "-m", "comment", "--comment", GatewayGuard.tag(project), "-j", "REJECT"]
+
+    def reason(self, bridge: str) -> str | None:
+        """Why the rule cannot be added here, or None when it can."""
+        if os.name != "posix" or os.geteuid() != 0:
+            return "lab.py is not running as root"
+        if not shutil.which("iptables"):
+            return "iptables is not installed"
+        if not Path("/sys/class/net", bridge).exists():
+            return "the Docker engine runs on another machine or in a VM (its bridge is not visible here)"
+        return None
+
+    def _iptables(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run(["iptables", "-w", *args], capture_output=True, text=True, timeout=20)
+
+    def guard(self, net, project: str) -> str | None:
+        """Add the rule for this network (idempotent); None when in place, else the reason it is not."""
+        bridge = self.bridge_of(net)
+        why = self.reason(bridge)
+        if why:
+            return why
+        rule = self.rule(bridge, project)
+        if self._iptables("-C", *rule).returncode == 0:
+            return None
+        done = self._iptables("-I", *rule)
+        return None if done.returncode == 0 else f"iptables refused the rule: {done.stderr.strip()[:120]}"
+
+    def _rules(self) -> list[list[str]]:
+        if os.name != "posix" or os.geteuid() != 0 or not shutil.which("iptables"):
+            return []
+        listing = self._iptables("-S", "INPUT")
+        return [shlex.split(line) for line in listing.stdout.splitlines() if "socketlab:" in line]
+
+    def unguard(self, project: str) -> None:
+        for words in self._rules():
+            if self.tag(project) in words and words[:1] == ["-A"]:
+                self._iptables("-D", *words[1:])
+
+    def sweep(self) -> int:
+        """Remove the rules of lab networks that no longer exist (a crashed run's leftovers)."""
+        removed = 0
+        for words in self._rules():
+            if words[:1] == ["-A"] and "-i" in words:
+                bridge = words[words.index("-i") + 1]
+                if not Path("/sys/class/net", bridge).exists():
+                    self._iptables("-D", *words[1:])
+                    removed += 1
+        return removed
+
+
+# -- a wall-clock limit for untrusted code -------------------------------------------------------
+class DeadlineExceeded(BaseException):
+    """A check ran past its wall-clock limit. A BaseException, so that the scenario runner's
+    ``except Exception`` (a crashing scenario must not stop the others) cannot swallow it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the check ran out of its {seconds:g} s wall-clock limit")
+        self.seconds = seconds
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise DeadlineExceeded in the main thread once ``seconds`` have passed (a total deadline)."""
+    usable = (seconds and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def expire(_signum, _frame) -> None:
+        raise DeadlineExceeded(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def remove_project(client: docker.DockerClient, project: str, lesson: str | None = None,
+                   guard: GatewayGuard | None = None) -> int:
+    """Remove a project's containers (one lesson's, or all), then its network once nothing uses it."""
+    labels = [f"{LABEL_PROJECT}={project}"] + ([f"{LABEL_LESSON}={lesson}"] if lesson else [])
+    removed = 0
+    for c in client.containers.list(all=True, filters={"label": labels}):
+        try:
+            c.remove(force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    if not client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project}"}):
+        for net in client.networks.list(filters={"label": f"{LABEL_PROJECT}={project}"}):
+            try:
+                net.remove()
+            except docker.errors.APIError:
+                continue   # still in use by a container that is not ours; leave it (and its rule)
+            (guard or GatewayGuard()).unguard(project)
+        _THROWAWAYS.discard(project)
+    return removed
+
+
+def remove_throwaways(client: docker.DockerClient) -> int:
+    """Remove every throw-away instance this process started and has not removed yet."""
+    return sum(remove_project(client, project) for project in sorted(_THROWAWAYS))
 
 
 class LabManager:
@@ -74,6 +321,8 @@ class LabManager:
         self.topology = topology
         self.instance = instance
         self.say = say
+        self.guard = GatewayGuard()
+        self.gateway_open: str | None = None   # why the host is still reachable through the gateway
 
     # -- names and labels ---------------------------------------------------------------------
     @property
@@ -107,6 +356,11 @@ class LabManager:
 
     # -- network ------------------------------------------------------------------------------
     def ensure_network(self) -> docker.models.networks.Network:
+        net = self._network()
+        self.gateway_open = self.guard.guard(net, self.instance.project) if self.instance.internal else "not internal"
+        return net
+
+    def _network(self) -> docker.models.networks.Network:
         for net in self.client.networks.list(names=[self.network_name]):
             if net.name != self.network_name:
                 continue
@@ -114,13 +368,21 @@ class LabManager:
                 raise LabError(f"a Docker network named {self.network_name!r} exists but SocketLab did not create it",
                                f"remove it (docker network rm {self.network_name}) or set SOCKETLAB_PROJECT "
                                "to another name")
-            return net
+            net.reload()
+            if bool(net.attrs.get("Internal")) == self.instance.internal:
+                return net
+            # made by an older lab.py, before the sandbox: recreate it (and the containers on it)
+            self.say(f"network {self.network_name} predates the sandbox (it has a route out): recreating it")
+            remove_project(self.client, self.instance.project, guard=self.guard)
+        self.guard.sweep()
         ipam = None
         if self.subnet:
             ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=self.subnet)])
+        options = {"com.docker.network.bridge.name": self.instance.bridge} if self.instance.bridge else None
         try:
-            return self.client.networks.create(self.network_name, driver="bridge", ipam=ipam,
-                                               labels=self._labels(), check_duplicate=True)
+            return self.client.networks.create(self.network_name, driver="bridge", ipam=ipam, options=options,
+                                               internal=self.instance.internal, labels=self._labels(),
+                                               check_duplicate=True)
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc)
             if "overlap" in text.lower():
@@ -158,8 +420,15 @@ class LabManager:
             image_id = self.client.images.get(override.image).id
         if override and override.command:
             kwargs["command"] = override.command
-        command_hash = hashlib.sha256(json.dumps(kwargs.get("command")).encode()).hexdigest()[:8]
-        fingerprint = f"{spec.fingerprint()}:{image_id[7:19]}:{command_hash}"
+        workspace = self.workspace(spec)
+        if workspace:
+            path, user = workspace
+            kwargs["volumes"] = {str(path): {"bind": self.topology.workspace.container, "mode": "rw"}}
+            if user != kwargs.get("user"):
+                _as_user(kwargs, user)
+        # everything that shapes the container (command, user, mounts) is in its fingerprint
+        kwargs_hash = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        fingerprint = f"{spec.fingerprint()}:{image_id[7:19]}:{kwargs_hash}"
         name = self.container_name(spec)
         try:
             existing = self.client.containers.get(name)
@@ -189,6 +458,12 @@ class LabManager:
             raise LabError(f"could not start {name}: {text}", fix) from None
         return container
 
+    def workspace(self, spec: ServiceSpec) -> tuple[Path, str] | None:
+        """(host folder, container user) when this service gets the student's workspace mounted."""
+        if self.instance.workspace is None or spec.role not in self.topology.workspace.roles:
+            return None
+        return ensure_workspace(self.instance.workspace, spec.lesson, str(spec.config.get("user", "1000:1000")))
+
     def wait_healthy(self, containers: list[Container], timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         pending = list(containers)
@@ -213,28 +488,26 @@ class LabManager:
 
     # -- down ---------------------------------------------------------------------------------
     def down(self, lesson: str | None = None) -> int:
-        """Remove the lesson's containers (all lessons when None); the network once nothing uses it."""
-        removed = 0
-        for c in self.client.containers.list(all=True, filters=self._filter(lesson)):
-            try:
-                c.remove(force=True, v=True)
-                removed += 1
-            except docker.errors.NotFound:
-                pass
-        if not self.client.containers.list(all=True, filters=self._filter()):
-            for net in self.client.networks.list(filters={"label": f"{LABEL_PROJECT}={self.instance.project}"}):
-                try:
-                    net.remove()
-                except docker.errors.APIError:
-                    pass   # still in use by a container that is not ours; leave it
-        return removed
+        """Remove the lesson's containers (all lessons when None); the network once nothing uses it.
+
+        The workspace (``work/<lesson>/``) is the student's and is never touched."""
+        return remove_project(self.client, self.instance.project, lesson, self.guard)
 
     # -- status -------------------------------------------------------------------------------
     def containers(self, lesson: str) -> dict[str, Container]:
         found = self.client.containers.list(all=True, filters=self._filter(lesson))
         return {c.labels[LABEL_ROLE]: c for c in found}
 
-    def status(self, lesson: str | None = None) -> list[NodeStatus]:
+    def connections(self, container: Container, port: int) -> list[tuple[str, int, str]]:
+        """The server's connections on its port, from the kernel's table inside its container."""
+        try:
+            result = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=True)
+        except docker.errors.APIError:
+            return []
+        out = (result.output or (b"", b""))[0] or b""
+        return tcp_peers(out.decode("ascii", "replace"), port)
+
+    def status(self, lesson: str | None = None, connections: bool = False) -> list[NodeStatus]:
         rows = []
         for c in self.client.containers.list(all=True, filters=self._filter(lesson)):
             attrs = c.attrs
@@ -245,6 +518,14 @@ class LabManager:
             ports = ""
             if lesson_id in self.topology.lessons:
                 ports = self.topology.lessons[lesson_id].port_text(role)
-            rows.append(NodeStatus(c.name, lesson_id, role, state, net.get("IPAddress", ""), ports,
-                                   [a for a in net.get("Aliases") or [] if not c.id.startswith(a)]))
+            row = NodeStatus(c.name, lesson_id, role, state, net.get("IPAddress", ""), ports,
+                             [a for a in net.get("Aliases") or [] if not c.id.startswith(a)])
+            if connections and c.status == "running" and ports.endswith("/tcp"):
+                row.connections = [{"peer": f"{ip}:{port}", "state": st} for ip, port, st in
+                                   self.connections(c, int(ports.split("/")[0]))]
+            rows.append(row)
+        names = {r.ip: (r.aliases[:1] or [r.node])[0] for r in rows if r.ip}
+        for r in rows:
+            for conn in r.connections:
+                conn["node"] = names.get(conn["peer"].rsplit(":", 1)[0], "")
         return sorted(rows, key=lambda r: (r.lesson, r.role != "server", r.role))

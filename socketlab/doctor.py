@@ -54,6 +54,7 @@ def run_doctor(topology: Topology) -> list[Check]:
     checks.append(Check("lab subnet", not (set(used) - set(ours)), f"{topology.subnet}" +
                         (f" used by {', '.join(used)}" if used else " free"),
                         "remove that network or set SOCKETLAB_SUBNET=10.78.0.0/24"))
+    checks.append(_gateway_check())
     if any(c.name.startswith("image socketlab/base") and c.ok for c in checks):
         checks += _kernel_checks(client, BASE_IMAGE)
     try:
@@ -82,3 +83,14 @@ def _kernel_checks(client, image: str) -> list[Check]:
                   "the seeded relay service instead", "optional: a kernel with CONFIG_NET_SCH_NETEM", "WARN"),
             Check("capture", "CAPTURE_OK" in out, "AF_PACKET sockets work with NET_RAW",
                   "capture needs NET_RAW in the container", "WARN")]
+
+
+def _gateway_check() -> Check:
+    """Can lab.py fence the host's own services off from lesson containers (docs/security.md)?"""
+    from .deploy import GatewayGuard
+    why = GatewayGuard().reason("docker0")   # the engine's default bridge: is this the engine's machine?
+    if why is None:
+        return Check("gateway", True, "lab.py adds the host firewall rule for each lab network itself")
+    return Check("gateway", False, f"lesson containers can reach the host's own services ({why})",
+                 "add the one rule of docs/security.md: sudo iptables -I INPUT -i br-socketlab -m conntrack "
+                 "--ctstate NEW -j REJECT", "WARN")

@@ -24,8 +24,10 @@ COMPOSE_FILE = ROOT / "compose.yaml"
 NETWORK = "socketlab"
 
 # compose keys lab.py translates; anything else in a service is an error, never silently ignored.
+# There is deliberately no `volumes`/`ports`: a lesson container gets no host mount but the student's
+# workspace (x-workspace, mounted by the lab manager) and publishes nothing (docs/security.md).
 _SUPPORTED = {"image", "build", "command", "init", "user", "working_dir", "environment", "cap_drop",
-              "cap_add", "mem_limit", "pids_limit", "security_opt", "read_only", "tmpfs",
+              "cap_add", "mem_limit", "pids_limit", "cpus", "security_opt", "read_only", "tmpfs",
               "healthcheck", "networks", "profiles", "sysctls"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 _UNIT_NS = {"us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
@@ -85,6 +87,8 @@ class ServiceSpec:
                          ("read_only", "read_only"), ("sysctls", "sysctls")):
             if key in c:
                 kw[arg] = c[key]
+        if "cpus" in c:   # compose's `cpus: 1.0` is the SDK's nano_cpus (billionths of a CPU)
+            kw["nano_cpus"] = round(float(c["cpus"]) * 1_000_000_000)
         if "environment" in c:
             kw["environment"] = {k: str(v) for k, v in c["environment"].items()}
         if "tmpfs" in c:
@@ -140,12 +144,25 @@ def program_part(argv: list[str]) -> list[str]:
     return list(argv)
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """The student's own folder (x-workspace): ``<host>/<lesson>/`` on the host, ``container`` inside."""
+
+    host: str = "./work"         # relative to the project root
+    container: str = "/work"
+    roles: tuple[str, ...] = ("server", "client")
+
+    def host_root(self, root: Path = ROOT) -> Path:
+        return (root / self.host).resolve()
+
+
 @dataclass
 class Topology:
     lessons: dict[str, Lesson]
     subnet: str | None
     path: Path = COMPOSE_FILE
     raw: dict = field(default_factory=dict, repr=False)
+    workspace: Workspace = field(default_factory=Workspace)
 
     def lesson(self, lesson_id: str) -> Lesson:
         if lesson_id in self.lessons:
@@ -206,4 +223,10 @@ def parse(raw: Any, path: Path = COMPOSE_FILE) -> Topology:
         subnet = cfg.get("subnet")
     if subnet:
         ipaddress.ip_network(subnet)
-    return Topology(lessons, subnet, path, raw)
+    ws = raw.get("x-workspace") or {}
+    if not isinstance(ws, dict) or not str(ws.get("container", "/work")).startswith("/"):
+        raise LabError(f"{path.name}: x-workspace must be a map with an absolute container path",
+                       "x-workspace: {host: ./work, container: /work, roles: [server, client]}")
+    workspace = Workspace(str(ws.get("host", "./work")), str(ws.get("container", "/work")),
+                          tuple(ws.get("roles") or ("server", "client")))
+    return Topology(lessons, subnet, path, raw, workspace)

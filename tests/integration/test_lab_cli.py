@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,11 @@ from tests.conftest import RUN_ID
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+WORK = Path(tempfile.gettempdir()) / f"{RUN_ID}-work"     # workspaces of these runs, never ./work
 
 
 def lab(*args: str, project: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SOCKETLAB_PROJECT=project)
+    env = dict(os.environ, SOCKETLAB_PROJECT=project, SOCKETLAB_WORK=str(WORK))
     env.pop("SOCKETLAB_SUBNET", None)
     return subprocess.run([sys.executable, "lab.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -38,12 +40,18 @@ def test_up_status_demo_down_leaves_nothing(docker_client, project):
     assert up.returncode == 0, up.stderr
     assert "NODE" in up.stdout and "IP" in up.stdout and "basic-server" in up.stdout
     assert "python lab.py demo basic" in up.stdout                       # the student is told what's next
+    assert "check basic --server my_server.py" in up.stdout              # basic grades a server ...
+    assert "--client" not in up.stdout                                   # ... and no client
 
     status = lab("status", "basic", "--json", project=project)
     nodes = json.loads(status.stdout)
     assert {n["role"] for n in nodes} == {"server", "client"}
     assert all(n["state"] == "running" and n["ip"] for n in nodes)
     assert {n["node"] for n in nodes} == {f"{project}-basic-server", f"{project}-basic-client"}
+    assert all(n["connections"] == [] for n in nodes)                    # nobody talks to the server yet
+
+    logs = lab("logs", "basic", "client", project=project)               # the client runs no program
+    assert logs.returncode == 0 and "python lab.py client basic" in logs.stdout
 
     again = lab("up", "basic", project=project)                          # idempotent
     assert again.returncode == 0
@@ -90,7 +98,9 @@ def test_compose_file_runs_under_docker_compose_v1():
 
 
 def test_a_foreign_container_with_the_lab_name_is_a_clear_error(docker_client, project, lab_image):
-    foreign = docker_client.containers.create(lab_image, ["sleep", "60"], name=f"{project}-basic-server",
+    # by tag: the id the session fixture saw may be gone once the lesson code changed
+    foreign = docker_client.containers.create("socketlab/lessons:latest", ["sleep", "60"],
+                                              name=f"{project}-basic-server",
                                               labels={"socketlab.owner": "pytest", "socketlab.test": project})
     try:
         result = lab("up", "basic", project=project)

@@ -39,3 +39,57 @@ def test_list_json_works_and_names_seed_sections(capsys):
 def test_lab_py_runs_through_its_own_environment():
     out = subprocess.run([sys.executable, "lab.py", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "socketlab" in out.stdout
+
+
+@pytest.mark.parametrize("lesson,graded,not_graded", [("sticky", ["client"], ["server"]),
+                                                      ("basic", ["server"], ["client"]),
+                                                      ("udp", ["server", "client"], []),
+                                                      ("framing", ["server", "client"], [])])
+def test_up_suggests_only_the_checks_the_lesson_has(lesson, graded, not_graded):
+    from socketlab.cli import _graded_roles, try_next
+    from socketlab.topology import load
+    commands = [cmd for cmd, _ in try_next(load().lesson(lesson), _graded_roles(lesson))]
+    for role in graded:
+        assert f"python lab.py check {lesson} --{role} my_{role}.py" in commands
+    for role in not_graded:
+        assert not any(f"--{role}" in c for c in commands)
+
+
+def test_status_reads_a_servers_connections_from_proc_net_tcp():
+    from socketlab.deploy import tcp_peers
+    table = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 00000000:4E34 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1\n"
+        "   1: 0A004D0A:4E34 0B004D0A:A2B6 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n"
+        "   2: 0A004D0A:4E34 0B004D0A:A2B8 06 00000000:00000000 03:00000000 00000000     0        0 0 3\n"
+        "   3: 0A004D0A:9C40 0B004D0A:4E34 01 00000000:00000000 00:00000000 00000000  1000        0 4 1\n"
+        "   0: 0000000000000000FFFF00000A004D0A:4E34 0000000000000000FFFF00000C004D0A:B000 08 0:0 0:0 0 0 0 5\n")
+    assert tcp_peers(table, 20020) == [("10.77.0.11", 41654, "ESTABLISHED"), ("10.77.0.11", 41656, "TIME_WAIT"),
+                                       ("10.77.0.12", 45056, "CLOSE_WAIT")]
+
+
+def test_a_deadline_interrupts_what_runs_and_is_not_an_exception_scenarios_swallow():
+    import time
+
+    from socketlab.deploy import DeadlineExceeded, deadline
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as err:
+        with deadline(0.2):
+            try:
+                time.sleep(5)
+            except Exception:   # how run_scenarios guards against a crashing scenario
+                pytest.fail("the deadline was swallowed")
+    assert time.monotonic() - started < 2 and "0.2 s wall-clock limit" in str(err.value)
+    with deadline(5):
+        pass                    # and a check that ends in time leaves no timer behind
+    time.sleep(0.05)
+
+
+def test_the_in_container_supervisor_is_stdlib_only():
+    import ast
+
+    import socketlab.hangup as hangup
+    tree = ast.parse(open(hangup.__file__).read())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "fcntl", "os", "pty", "select", "signal", "struct", "sys", "termios", "time"}

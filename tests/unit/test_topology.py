@@ -82,3 +82,26 @@ def test_compose_has_nothing_docker_compose_v1_rejects():
     assert "name" not in raw and "version" not in raw
     for svc in raw["services"].values():
         assert "start_interval" not in (svc.get("healthcheck") or {})
+
+
+def test_cpus_become_the_engines_nano_cpus_on_every_service():
+    for lesson in load().lessons.values():
+        for spec in lesson.services:
+            kw = spec.engine_kwargs()
+            assert kw["nano_cpus"] == 1_000_000_000, spec.name      # compose `cpus: 1.0`
+            assert kw["read_only"] is True and "/tmp" in kw["tmpfs"], spec.name
+
+
+def test_compose_has_no_host_mounts_or_published_ports():
+    raw = yaml.safe_load(Path("compose.yaml").read_text())
+    for name, svc in raw["services"].items():
+        assert "volumes" not in svc and "ports" not in svc, name
+    with pytest.raises(LabError, match="volumes"):
+        parse({"x-lessons": {"a": {}}, "services": {"a-server": {"image": "x", "profiles": ["a"],
+                                                                 "volumes": ["/:/host"]}}})
+
+
+def test_the_workspace_comes_from_compose():
+    ws = load().workspace
+    assert (ws.host, ws.container, ws.roles) == ("./work", "/work", ("server", "client"))
+    assert ws.host_root().name == "work"
