@@ -6,12 +6,16 @@
     python3 -m labnode wait-text --file F --text READY   wait until a log says a line
     python3 -m labnode sockets --port 20010 [--remote]   the kernel's sockets on a port
     python3 -m labnode free-port --first 20011 --last 20019 [--count N]
+    python3 -m labnode tree --dir /srv/ftp | sha256 --file F | make-file --file F --seed S --size N
 
 Each prints what it sees and one RESULT line (labnode.report).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import random
 import sys
 from collections.abc import Callable
 
@@ -128,6 +132,51 @@ def cmd_wait_text(args: argparse.Namespace) -> int:
     return emit_result(seen, {"file": args.file, "seen": seen})
 
 
+def cmd_tree(args: argparse.Namespace) -> int:
+    """Every entry under a directory (hidden ones too): type, and size and sha256 of files."""
+    tree: dict[str, dict] = {}
+    for folder, dirs, files in os.walk(args.dir):
+        for name in sorted(dirs + files):
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, args.dir)
+            if os.path.islink(path):
+                tree[rel] = {"type": "link", "to": os.readlink(path)}
+            elif os.path.isdir(path):
+                tree[rel] = {"type": "dir"}
+            else:
+                tree[rel] = {"type": "file", "size": os.path.getsize(path), "sha256": file_sha256(path)}
+    say(f"{len(tree)} entries under {args.dir}")
+    return emit_result(True, {"dir": args.dir, "tree": tree})
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cmd_sha256(args: argparse.Namespace) -> int:
+    try:
+        digest = file_sha256(args.file)
+    except OSError as exc:
+        say(f"{args.file}: {exc}")
+        return emit_result(False, {"file": args.file, "sha256": None, "error": str(exc)})
+    say(f"sha256({args.file}) = {digest}")
+    return emit_result(True, {"file": args.file, "sha256": digest})
+
+
+def cmd_make_file(args: argparse.Namespace) -> int:
+    """A file of seeded random bytes (the same seed gives the same file on every machine)."""
+    data = random.Random(args.seed).randbytes(args.size)
+    with open(args.file, "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    say(f"wrote {args.size} bytes to {args.file}, sha256 {digest}")
+    return emit_result(True, {"file": args.file, "size": args.size, "sha256": digest})
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -161,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--file", required=True)
     text.add_argument("--text", required=True)
     text.add_argument("--timeout", type=float, default=5.0)
+    tree = command("tree", cmd_tree, "every entry under a directory, with sizes and sha256", port=False)
+    tree.add_argument("--dir", required=True)
+    digest = command("sha256", cmd_sha256, "the sha256 of a file", port=False)
+    digest.add_argument("--file", required=True)
+    make = command("make-file", cmd_make_file, "a file of seeded random bytes", port=False)
+    make.add_argument("--file", required=True)
+    make.add_argument("--seed", type=int, required=True)
+    make.add_argument("--size", type=int, required=True)
     return parser
 
 

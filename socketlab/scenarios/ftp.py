@@ -57,58 +57,7 @@ def homes(run: LessonRun) -> str:
     return f"{server_root(run)}/home"
 DEMO = {"alice": "wonderland", "bob": "builder", "alice2": "looking-glass"}
 
-# Runs on the server node: every file under a directory with its size and sha256 (hidden ones too).
-LIST_TREE = r"""
-import hashlib, json, os, sys
-root, out = sys.argv[1], {}
-for folder, dirs, files in os.walk(root):
-    for name in sorted(dirs + files):
-        p = os.path.join(folder, name)
-        rel = os.path.relpath(p, root)
-        if os.path.islink(p):
-            out[rel] = {"type": "link", "to": os.readlink(p)}
-        elif os.path.isdir(p):
-            out[rel] = {"type": "dir"}
-        else:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            out[rel] = {"type": "file", "size": os.path.getsize(p), "sha256": h.hexdigest()}
-print(json.dumps(out))
-"""
 
-# Runs on the server node: how are the passwords stored? Looks for the password in clear and for
-# the fast hashes a seed-style server uses, then for a salted slow-hash record per user.
-PASSWORD_AUDIT = r"""
-import hashlib, json, os, sys
-root, demo = sys.argv[1], json.loads(sys.argv[2])
-found = {}
-for name in os.listdir(root):
-    p = os.path.join(root, name)
-    if os.path.isfile(p) and os.path.getsize(p) < 1 << 20:
-        found[name] = open(p, "rb").read().decode("utf-8", "replace")
-text = "\n".join(found.values())
-report = {"files": sorted(found), "cleartext": [], "fast_hash": [], "records": {}}
-for user, pw in demo.items():
-    if pw in text:
-        report["cleartext"].append(user)
-    fast = {"sha256(user+pw+user)": hashlib.sha256((user + pw + user).encode()).hexdigest(),
-            "sha256(pw)": hashlib.sha256(pw.encode()).hexdigest(),
-            "md5(pw)": hashlib.md5(pw.encode()).hexdigest()}
-    report["fast_hash"] += [[user, label] for label, digest in fast.items() if digest in text]
-try:
-    users = json.loads(found.get("users.json", "{}")).get("users", {})
-except ValueError:
-    users = {}
-for user in demo:
-    rec = users.get(user) or {}
-    salt = rec.get("salt") if isinstance(rec, dict) else None
-    report["records"][user] = {"kdf": rec.get("kdf"), "n": rec.get("n"), "iterations": rec.get("iterations"),
-                               "salt_bytes": len(salt) // 2 if isinstance(salt, str) else 0,
-                               "keys": sorted(rec) if isinstance(rec, dict) else []}
-print(json.dumps(report))
-"""
 
 
 def outcome(probe: ProbeResult, summary: str, passed: bool | None = None, extra: dict | None = None,
@@ -121,11 +70,8 @@ def outcome(probe: ProbeResult, summary: str, passed: bool | None = None, extra:
 
 def server_tree(run: LessonRun, path: str) -> dict:
     """{relative path: {type, size, sha256}} of everything under ``path`` on the server node."""
-    result = run.server.run(["python3", "-c", LIST_TREE, path], timeout=60)
-    try:
-        return json.loads(result.stdout) if result.ok else {}
-    except ValueError:
-        return {}
+    found = run.tool(run.server, "tree", "--dir", path, timeout=60)
+    return found.observed.get("tree", {}) if found.ok else {}
 
 
 def internal_names(tree: dict) -> list[str]:
@@ -152,7 +98,8 @@ def login(run: LessonRun) -> Outcome:
 @scenario("password-storage", "passwords are stored salted with a slow KDF (scrypt/PBKDF2), never in clear "
                               "or as a fast hash like the seed's sha256(user+password+user)")
 def password_storage(run: LessonRun) -> Outcome:
-    result = run.server.run(["python3", "-c", PASSWORD_AUDIT, server_root(run), json.dumps(DEMO)], timeout=30)
+    result = run.server.run(run.in_workdir([run.python, "-m", "labnode.ftpaudit", server_root(run),
+                                            json.dumps(DEMO)]), timeout=30)
     try:
         report = json.loads(result.stdout)
     except ValueError:
@@ -369,30 +316,20 @@ def bad_input(run: LessonRun) -> Outcome:
 # The client under test
 # ---------------------------------------------------------------------------------------------
 
-MAKE_FILE = r"""
-import hashlib, random, sys
-data = random.Random(int(sys.argv[2])).randbytes(int(sys.argv[3]))
-open(sys.argv[1], "wb").write(data)
-print(hashlib.sha256(data).hexdigest())
-"""
-SHA256 = r"""
-import hashlib, sys
-print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())
-"""
 
 
 @scenario("client-batch", "the client's batch mode (-c) uploads and downloads a file; both copies have the "
                           "sha256 of the original", roles=("client",))
 def client_batch(run: LessonRun) -> Outcome:
     size = 1536 * 1024
-    made = run.client.run(["python3", "-c", MAKE_FILE, "/tmp/cli-original.bin", "21", str(size)])
-    original = made.stdout.strip()
+    original = run.tool(run.client, "make-file", "--file", "/tmp/cli-original.bin", "--seed", "21",
+                        "--size", str(size)).observed.get("sha256")
     run.client.run(["rm", "-f", "/tmp/cli-copy.bin"])
     commands = "put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit"
     argv = [*run.client_cmd, "--host", run.server_host, "--port", str(run.port()), "--user", "alice",
             "--password", DEMO["alice"], "-c", commands]
     result = run.client.run(["sh", "-c", f"cd {run.workdir} && exec \"$@\"", "sh", *argv], timeout=60)
-    copy = run.client.run(["python3", "-c", SHA256, "/tmp/cli-copy.bin"]).stdout.strip()
+    copy = run.tool(run.client, "sha256", "--file", "/tmp/cli-copy.bin").observed.get("sha256")
     tree_during = server_tree(run, f"{homes(run)}/alice")
     transcript = [f"$ {' '.join(argv[:-2])} -c {commands!r}", *result.stdout.splitlines(),
                   *result.stderr.strip().splitlines()[-3:],
