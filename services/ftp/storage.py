@@ -15,9 +15,16 @@ An upload never appears under its final name until it is complete and verified:
   file (same size and digest, says the sidecar) continues at the part's length. A put of a
   different file under that name starts again from 0.
 
-Quota: a user's usage is every byte under their home, ``.part`` files included, plus what
-their uploads in progress still announced they will send. The check and the reservation happen
-under one lock per user, so two concurrent uploads cannot both squeeze into the same free space.
+Quota: a user's usage is every byte under their home, ``.part`` files (and sidecars) included,
+plus what their uploads in progress still announced they will send. The check and the
+reservation happen under one lock per user, so two concurrent uploads cannot both squeeze into
+the same free space. Entries are counted too (files + directories, ``max_entries``): empty
+files and directories cost no bytes, but a million of them would still fill the disk's inodes
+and make listings huge.
+
+Hostile disks: every path method is a ``@path_operation`` (an OSError becomes the reply that
+ftp/oserrors.py maps it to), and files are opened with ``open_regular`` (a FIFO someone left in
+a home cannot block a worker).
 """
 from __future__ import annotations
 

@@ -133,12 +133,19 @@ class UserDb:
         os.makedirs(self.root, exist_ok=True)
         tmp = f"{self.path}.tmp{os.getpid()}"
         data = {"version": DB_VERSION, "users": {n: _to_json(u) for n, u in sorted(users.items())}}
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)          # verifiers are not passwords, but still nobody's business
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)      # verifiers are not passwords, but still nobody's business
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)        # a full disk leaves no half-written temp file behind
+            except OSError:
+                pass
+            raise
 
     def add(self, name: str, password: str, quota: int, *, n: int = KDF_N, r: int = KDF_R, p: int = KDF_P,
             replace: bool = False, max_entries: int = DEFAULT_MAX_ENTRIES) -> User:
