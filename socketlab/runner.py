@@ -23,7 +23,7 @@ from .docker_nodes import ContainerNode
 from .errors import LabError
 from .images import ImageBuilder
 from .scenario import LessonRun, Node, Outcome, Scenario
-from .scenarios import for_lesson
+from .scenarios import for_lesson, module_of
 from .topology import Lesson, Topology
 
 STUDENT_DIR = "/lab/student"
@@ -104,6 +104,17 @@ def lesson_run(lesson: Lesson, nodes: dict, server_cmd: list[str] | None = None,
 
 def run_scenarios(run: LessonRun, scenarios: list[Scenario],
                   on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> list[ScenarioReport]:
+    """Run scenarios in order; a lesson module may wrap them all in its ``session(run)`` (e.g. to
+    start from a fresh state without touching the student's files)."""
+    session = getattr(module_of(run.lesson), "session", None)
+    if session is None:
+        return _run_each(run, scenarios, on_result)
+    with session(run) as prepared:
+        return _run_each(prepared, scenarios, on_result)
+
+
+def _run_each(run: LessonRun, scenarios: list[Scenario],
+              on_result: Callable[[Scenario, ScenarioReport], None] | None) -> list[ScenarioReport]:
     reports = []
     for sc in scenarios:
         started = time.monotonic()

@@ -10,12 +10,18 @@ Negative control: tests/negative/ftp_seed_server.py (the seed's my_ftp server) f
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..contract import Contract, RoleContract
 from ..scenario import LessonRun, Outcome, ProbeResult, scenario, wait_listening
 
 DEFAULT_ROOT = "/srv/ftp"     # the server's --root in compose.yaml
+FRESH_PORT_OFFSET = 2          # a demo on a used lab runs its own reference server here
 
 CONTRACT = Contract("ftp", (
     RoleContract("server", "python3 my_server.py --port 20060 --root /srv/ftp [--max-sessions 3]", (
@@ -45,6 +51,35 @@ CONTRACT = Contract("ftp", (
     ), ("show a progress bar on stderr.",)),
 ), ("The seed's `my_ftp` server (`tests/negative/ftp_seed_server.py`) fails: clear-text passwords, "
     "`os.path.join(home, path)` lets `../` out of the home, no quota.",))
+
+
+@contextmanager
+def session(run: LessonRun) -> Iterator[LessonRun]:
+    """The scenarios assume the demo users' homes hold nothing but what they make themselves.
+
+    A student who followed the guide has files in alice's home (and used her quota), so on a used
+    lab the demo starts the reference server once more, on a spare port with a fresh root in /tmp,
+    and runs there; the student's own files are never touched. A check always starts fresh.
+    """
+    tree = run.tool(run.server, "tree", "--dir", homes(run), timeout=60).observed.get("tree") or {}
+    used = sorted(p for p, e in tree.items() if e.get("type") != "dir" and not p.split("/")[-1].startswith("."))
+    if not used or "ftp.server" not in " ".join(run.server_cmd):
+        yield run
+        return
+    port = run.port() + FRESH_PORT_OFFSET
+    root = f"/tmp/ftp-demo-{uuid.uuid4().hex[:8]}"
+    name = "ftp-fresh-demo"
+    run.server.spawn(name, run.in_workdir([*run.server_cmd, "--port", str(port), "--root", root]))
+    try:
+        if not wait_listening(run.server, port):
+            raise RuntimeError(f"the demo's own reference server did not start on port {port}")
+        print(f"(the demo homes hold {len(used)} file(s) of yours, e.g. {used[0]}: this demo runs on a fresh "
+              f"reference server, port {port}, root {root}; your files stay as they are)", file=sys.stderr, flush=True)
+        yield dataclasses.replace(run, ports={**run.ports, "server": port},
+                                  server_args=["--port", str(port), "--root", root])
+    finally:
+        run.server.stop(name)
+        run.server.run(["rm", "-rf", root], timeout=30)
 
 
 def server_root(run: LessonRun) -> str:
@@ -328,7 +363,7 @@ def client_batch(run: LessonRun) -> Outcome:
     commands = "put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit"
     argv = [*run.client_cmd, "--host", run.server_host, "--port", str(run.port()), "--user", "alice",
             "--password", DEMO["alice"], "-c", commands]
-    result = run.client.run(["sh", "-c", f"cd {run.workdir} && exec \"$@\"", "sh", *argv], timeout=60)
+    result = run.client.run(run.in_workdir(argv), timeout=60)
     copy = run.tool(run.client, "sha256", "--file", "/tmp/cli-copy.bin").observed.get("sha256")
     tree_during = server_tree(run, f"{homes(run)}/alice")
     transcript = [f"$ {' '.join(argv[:-2])} -c {commands!r}", *result.stdout.splitlines(),

@@ -169,7 +169,7 @@ def reliable_delivery(run: LessonRun) -> Outcome:
             return Outcome(False, f"the reference server did not start on port {server_port}")
         node, host = start_relay(run, relay_name, relay_port, server_port, RELIABLE_RELAY)
         argv = [*run.client_cmd, "--host", host, "--port", str(relay_port), "--count", str(RELIABLE_COUNT)]
-        client = run.client.run(["sh", "-c", f"cd {run.workdir} && exec {shlex.join(argv)}"], timeout=120)
+        client = run.client.run(run.in_workdir(argv), timeout=120)
         probe = run.probe("delivered", "--count", str(RELIABLE_COUNT), port=server_port)
     finally:
         if node is not None:

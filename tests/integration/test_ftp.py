@@ -93,3 +93,20 @@ def test_bad_input_battery_gets_clear_errors_and_the_server_keeps_serving(module
 def test_client_batch_mode_round_trip(module_lab):
     o = ftp.client_batch(module_lab).observed
     assert o["exit_code"] == 0 and o["original_sha256"] == o["copy_sha256"]
+
+
+def test_a_demo_after_the_guide_runs_on_a_fresh_server_and_leaves_the_students_files(module_lab):
+    """The guide's steps leave files in alice's home; the demo must still pass, and keep them."""
+    from socketlab.runner import run_scenarios
+    from socketlab.scenarios.ftp import homes, quota, session
+    server = module_lab.server
+    server.run(["sh", "-c", f"mkdir -p {homes(module_lab)}/alice && head -c 9000000 /dev/zero "
+                            f"> {homes(module_lab)}/alice/guide-big.bin"])
+    try:
+        with session(module_lab) as fresh:
+            assert fresh.port() != module_lab.port()
+        [report] = run_scenarios(module_lab, [quota])
+        assert report.passed, report.summary
+        assert server.run(["test", "-s", f"{homes(module_lab)}/alice/guide-big.bin"]).ok
+    finally:
+        server.run(["rm", "-f", f"{homes(module_lab)}/alice/guide-big.bin"])
