@@ -189,9 +189,9 @@ def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str
         elif proto == "udp":
             connections[key].proto = "udp"
 
-    # a call whose socket never got a peer (connect_ex refused, a UDP socket) still has its local
-    # end: the packets know that endpoint
-    by_endpoint = {e: key for key in connections for e in key}
+    # a call whose socket never got a peer (connect_ex refused) still has its local end, and the
+    # packets know it - the client's end only: the server's end is shared with the listening socket
+    by_endpoint = {conn.client: key for key, conn in connections.items()}
     for i, c in enumerate(calls):
         if keys[i] is None and c.call != "accept" and ends.local(c) in by_endpoint:
             keys[i] = by_endpoint[ends.local(c)]
@@ -280,9 +280,10 @@ def call_text(row: Row, conn: Connection | None = None) -> str:
     name = c.call
     wait = row.kind == "wait"
     if c.exc and not wait:
-        err = c.exc.split(":")[0]
+        err = ERRNO_NAMES.get(c.errno) or c.exc.split(":")[0]
         base = {"connect": f"connect({_short(c.addr)})", "send": f"send({c.req})", "sendall": f"sendall({c.req})",
-                "recv": f"recv({c.req})", "recv_into": f"recv_into({c.req})"}.get(name, f"{name}()")
+                "recv": f"recv({c.req})", "recv_into": f"recv_into({c.req})",
+                "bind": f"bind(:{_port(c.addr)})" if c.addr else "bind()"}.get(name, f"{name}()")
         return f"{base} ✘ {err}"
     if name == "socket":
         kind = (c.extra.get("args") or ["", "?"])[-1].replace("SOCK_", "")

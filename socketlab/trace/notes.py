@@ -98,7 +98,7 @@ def coalesced_recv(ladder: Ladder) -> None:
 
 
 def first_fin(ladder: Ladder) -> None:
-    """loops: the side whose close() came first sends the first FIN, and keeps TIME_WAIT."""
+    """loops: the side whose close() came first sends the first FIN, and keeps TIME_WAIT (every connection)."""
     for conn in ladder.connections.values():
         rows = _conn_rows(ladder, conn.id)
         fin = _first(rows, lambda r: _seg(r, "FIN"))
@@ -110,7 +110,6 @@ def first_fin(ladder: Ladder) -> None:
                    else "it closed first")
         _add(fin, f"the first FIN comes from the {closer}: {because}. The {closer} is the one that will "
                   "sit in TIME_WAIT (about 60 s on Linux).")
-        return
 
 
 def eof(ladder: Ladder) -> None:
@@ -119,11 +118,25 @@ def eof(ladder: Ladder) -> None:
     _add(row, "recv() returned b'': the peer's FIN has arrived - end of stream, not an error.")
 
 
+def address_in_use(ladder: Ladder) -> None:
+    """loops: a bind() that fails with EADDRINUSE, and what holds the port."""
+    row = _first(ladder.rows, lambda r: r.kind == "call" and r.call.call == "bind" and r.call.errno == 98)
+    if row is None:
+        return
+    port = _port(row.call.addr) if row.call.addr else "?"
+    fins = [r for r in ladder.rows if _seg(r, "FIN") and r.t < row.t and r.conn
+            and _port(ladder.connections[r.conn].server) == port]
+    held = ""
+    if fins and fins[0].direction == "s2c":
+        held = " The last connection on it was closed by the server first, so its TIME_WAIT is on this machine."
+    _add(row, f"Address already in use (errno 98) for port {port}.{held}")
+
+
 DEFAULT = (handshake, refused, first_fin)
 RULES: dict[str, tuple] = {
     "basic": (handshake, new_port_each_time, refused),
     "sticky": (handshake, coalesced_recv),
-    "loops": (handshake, first_fin, eof, refused),
+    "loops": (handshake, first_fin, eof, address_in_use, refused),
 }
 
 

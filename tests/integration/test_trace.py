@@ -140,3 +140,34 @@ def test_the_command_prints_the_ladder_and_writes_the_page(tmp_path, lab_image):
     assert "\033[" not in proc.stdout                                # not a terminal: no colour
     assert all(len(line) <= 100 for line in proc.stdout.splitlines())
     assert out.is_file() and out.with_suffix(".pcap").is_file()
+
+
+@pytest.fixture(scope="module")
+def loops(docker_client, lab_image, topology):
+    return trace_lesson(docker_client, topology, "loops", ["restart-after-quit", "address-in-use"],
+                        say=lambda _: None, project=RUN_ID)
+
+
+def test_loops_first_fin_comes_from_the_side_whose_close_came_first(loops):
+    assert all(s.report.passed for s in loops.scenarios), [s.report.summary for s in loops.scenarios]
+    closers = set()
+    for st in loops.scenarios:
+        ladder = st.ladder
+        for conn in ladder.connections.values():
+            rows = [r for r in ladder.rows if r.conn == conn.id]
+            fins = [r for r in rows if r.kind == "segment" and "FIN" in r.seg.flags]
+            closes = [r for r in rows if r.kind == "call" and r.call.call == "close"]
+            if not fins or not closes:
+                continue
+            first_closer = closes[0].side
+            assert fins[0].direction == ("c2s" if first_closer == "client" else "s2c"), (st.report.scenario, conn)
+            assert ladder.rows.index(closes[0]) < ladder.rows.index(fins[0])
+            assert f"from the {first_closer}" in fins[0].note
+            closers.add(first_closer)
+    assert closers == {"client", "server"}           # the address-in-use matrix closes from both sides
+
+
+def test_loops_rebind_failure_is_shown_with_its_errno(loops):
+    ladder = next(s.ladder for s in loops.scenarios if s.report.scenario == "address-in-use")
+    failed = [r for r in ladder.calls("server", "bind") if r.call.errno == 98]
+    assert failed and "Address already in use" in failed[0].note

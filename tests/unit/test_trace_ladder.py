@@ -109,8 +109,11 @@ def test_one_connection_with_both_ends_known(ladder):
     assert len(ladder.connections) == 1
     conn = ladder.connections[1]
     assert (conn.client, conn.server) == (c_end, s_end)
-    # every call belongs to it, socket() and the server's wildcard-bound accept() included
-    assert all(r.conn == 1 for r in ladder.rows if r.call and r.call.call not in ("bind", "listen"))
+    # every call belongs to it - the client's socket() and the accept() that returned it included -
+    # except those on the server's listening socket, which serves every connection
+    listener = [r for r in ladder.rows if r.call and r.side == "server" and r.call.fd == 3 and r.call.call != "accept"]
+    assert [r.call.call for r in listener] == ["socket", "bind", "listen"] and {r.conn for r in listener} == {None}
+    assert all(r.conn == 1 for r in ladder.rows if r.call and r not in listener)
 
 
 def test_handshake_comes_before_accept_returns(ladder):
