@@ -2,6 +2,7 @@
 name and an engine-chosen subnet, so it never touches a running lab or another test run."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ def project(docker_client, lab_image):
     name = f"{RUN_ID}-cli"
     yield name
     lab("down", "--all", project=name)
+    shutil.rmtree(WORK, ignore_errors=True)     # down keeps workspaces (they are the student's); tests do not
 
 
 def labelled(docker_client, project: str):

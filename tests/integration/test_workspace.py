@@ -160,3 +160,20 @@ def test_a_client_whose_terminal_goes_away_leaves_no_ghost(lab, docker_client, g
     while _established(lab) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _established(lab) == []                          # and its connection to the server is gone
+
+
+def test_ctrl_c_in_a_shell_reaches_the_container_and_lab_py_shows_no_traceback(lab):
+    lab = lab("ctrlc")
+    assert lab("up", "sticky").returncode == 0
+    session = lab.spawn("shell", "sticky", "client")
+    session.expect(r":/work\$ ")                             # bash on a real terminal, in the workspace
+    session.sendline("sleep 60")
+    time.sleep(1)
+    session.send("\x03")                                     # Ctrl-C: SIGINT for sleep, not for lab.py
+    session.sendline("echo still-$((20+22))")
+    session.expect("still-42", timeout=10)
+    session.sendline("exit")
+    session.expect(pexpect.EOF)
+    session.close()
+    assert session.exitstatus == 0
+    assert "Traceback" not in session.before
