@@ -19,17 +19,20 @@ from .topology import ROOT, Topology, load
 NODE_HEADERS = ("NODE", "ROLE", "STATE", "IP", "PORTS", "DNS NAME")
 
 
-def _instance():
+def _instance(topology: Topology | None = None):
     from .deploy import Instance
     project = os.environ.get("SOCKETLAB_PROJECT", "socketlab")
     subnet = os.environ.get("SOCKETLAB_SUBNET") or ("compose" if project == "socketlab" else None)
-    return Instance(project=project, subnet=subnet)
+    workspace = None
+    if topology is not None:   # the student's own folders: ./work/<lesson>/ unless SOCKETLAB_WORK says
+        workspace = Path(os.environ.get("SOCKETLAB_WORK") or topology.workspace.host_root()).resolve()
+    return Instance(project=project, subnet=subnet, workspace=workspace)
 
 
 def _manager(topology: Topology):
     from .deploy import LabManager
     from .engine import connect
-    return LabManager(connect(), topology, _instance(), say)
+    return LabManager(connect(), topology, _instance(topology), say)
 
 
 def _node_rows(rows) -> list[tuple]:
@@ -70,20 +73,48 @@ def cmd_up(args, topology: Topology) -> int:
     say(f"starting lesson {lesson.id}: {lesson.title}")
     rows = manager.up(lesson, image_id)
     print(table(NODE_HEADERS, _node_rows(rows)))
-    server = lesson.service("server").name
-    has_client = any(s.role == "client" for s in lesson.services)
     print(f"\nguide: {lesson.guide.relative_to(ROOT)}  (seed §{lesson.seed})")
+    workspace = manager.instance.workspace
+    if workspace is not None:
+        print(f"your files: {_shown(workspace / lesson.id)}/  is {topology.workspace.container} in the "
+              f"{' and '.join(topology.workspace.roles)} containers (lab.py down never deletes it)")
+    if manager.gateway_open:
+        say(f"note: the host's own services are reachable from the lesson containers ({manager.gateway_open}); "
+            "docs/security.md has the one firewall rule that closes this")
     print("try next:")
-    steps = [(f"python lab.py demo {lesson.id}", "watch the lesson's scenarios across the containers"),
-             (f"python lab.py client {lesson.id}", f"talk to {server} yourself"),
-             (f"python lab.py shell {lesson.id} {'client' if has_client else 'server'}", "a shell in that container"),
-             (f"python lab.py logs {lesson.id} -f", "what the server prints"),
-             (f"python lab.py check {lesson.id} --server my_server.py", "grade your own server"),
-             (f"python lab.py down {lesson.id}", "remove it all")]
+    steps = try_next(lesson, _graded_roles(lesson.id))
     width = max(len(cmd) for cmd, _ in steps)
     for cmd, why in steps:
         print(f"  {cmd.ljust(width)}  # {why}")
     return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _graded_roles(lesson_id: str) -> set[str]:
+    """The programs a lesson's checks grade (server, client), from its scenarios' roles."""
+    from .scenarios import for_lesson
+    return {role for sc in for_lesson(lesson_id) for role in sc.roles}
+
+
+def try_next(lesson, graded: set[str]) -> list[tuple[str, str]]:
+    """The commands that exist for this lesson, each with why a student would run it."""
+    server = lesson.service("server").name
+    has_client = any(s.role == "client" for s in lesson.services)
+    steps = [(f"python lab.py demo {lesson.id}", "watch the lesson's scenarios across the containers"),
+             (f"python lab.py client {lesson.id}", f"talk to {server} yourself"),
+             (f"python lab.py shell {lesson.id} {'client' if has_client else 'server'}", "a shell in that container"),
+             (f"python lab.py logs {lesson.id} -f", "what the server prints")]
+    for role in ("server", "client"):
+        if role in graded:
+            steps.append((f"python lab.py check {lesson.id} --{role} my_{role}.py", f"grade your own {role}"))
+    steps.append((f"python lab.py down {lesson.id}", "remove the containers (your files stay)"))
+    return steps
 
 
 def cmd_down(args, topology: Topology) -> int:
@@ -99,11 +130,17 @@ def cmd_down(args, topology: Topology) -> int:
 def cmd_status(args, topology: Topology) -> int:
     if args.lesson:
         topology.lesson(args.lesson)
-    rows = _manager(topology).status(args.lesson)
+    rows = _manager(topology).status(args.lesson, connections=True)
     if args.json:
         emit_json([r.as_dict() for r in rows])
     elif rows:
         print(table(NODE_HEADERS, _node_rows(rows)))
+        for r in rows:
+            if r.role == "server" and r.ports.endswith("/tcp") and r.state.startswith("running"):
+                print(f"\nconnections to {r.node} port {r.ports}:" + ("" if r.connections else " none"))
+                if r.connections:
+                    print(table(("  PEER", "NODE", "STATE"),
+                                [("  " + c["peer"], c["node"] or "-", c["state"]) for c in r.connections]))
     else:
         print("no lesson is running" + (f" for {args.lesson}" if args.lesson else "") +
               "; start one with: python lab.py up sticky")
@@ -151,18 +188,26 @@ def cmd_demo(args, topology: Topology) -> int:
 
 
 def cmd_check(args, topology: Topology) -> int:
+    from .deploy import DeadlineExceeded, deadline, remove_throwaways
     from .engine import connect
     from .runner import Checker
     server = Path(args.server).resolve() if args.server else None
     client = Path(args.client).resolve() if args.client else None
     topology.lesson(args.lesson)
+    client_ = connect()
+    finished = []   # scenarios that ended before a deadline cut the check short
 
     def progress(sc, rep) -> None:
+        finished.append(rep)
         if not args.json:
             say(f"  {rep.verdict.upper():<6}  {sc.name}  ({rep.seconds:.1f} s)")
 
-    report = Checker(connect(), topology, say, _instance().project).check(args.lesson, server, client, progress,
-                                                                          entry=args.entry)
+    try:
+        with deadline(args.timeout):
+            report = Checker(client_, topology, say, _instance().project).check(args.lesson, server, client,
+                                                                                progress, entry=args.entry)
+    except DeadlineExceeded as exc:
+        report = _cut_short(args, finished, exc, remove_throwaways(client_))
     if args.json:
         emit_json(report.as_dict())
     else:
@@ -172,23 +217,92 @@ def cmd_check(args, topology: Topology) -> int:
     return 0 if report.passed else 1
 
 
-def _docker_cli(argv: list[str]) -> int:
+def _cut_short(args, finished: list, exc, removed: int):
+    """The report of a check its wall-clock limit stopped: what finished, and why the rest did not."""
+    from .runner import LessonReport, ScenarioReport
+    say(f"stopped: {exc}; its containers were removed" + (f" ({removed} left over, now gone)" if removed else ""))
+    stop = ScenarioReport("deadline", "the whole check finishes within its wall-clock limit", False, str(exc),
+                          float(exc.seconds), fix="a program that never answers or never ends: make every recv and "
+                          "loop finish (timeouts, EOF), or raise the limit with --timeout")
+    return LessonReport(args.lesson, args.server or "reference", args.client or "reference", [*finished, stop])
+
+
+def _interactive(container, argv: list[str], workdir: str | None) -> int:
+    """Run argv in the container for the person at this terminal; it ends when the terminal goes.
+
+    With a terminal: ``docker exec -i`` (not ``-t``: a tty exec outlives its client) under the
+    supervisor of socketlab/hangup.py, this terminal in raw mode so that keys (Ctrl-C included)
+    reach the program's own terminal in the container. Piped input: a plain ``docker exec -i``.
+    """
     if not shutil.which("docker"):
         raise LabError("the interactive commands need the docker command-line tool",
                        "install it (apt-get install docker.io, or Docker Desktop)")
-    if not sys.stdin.isatty():   # piped input (a script, a test): no terminal to allocate
-        argv = ["-i" if a == "-it" else a for a in argv]
-    return subprocess.call(["docker", *argv])
+    exec_ = ["docker", "exec", "-i", *(["-w", workdir] if workdir else []), container.name]
+    if not sys.stdin.isatty():   # piped input (a script, a test): no terminal; stdin's end ends it
+        return _call([*exec_, *argv])
+    from . import hangup
+    size = shutil.get_terminal_size((0, 0))
+    supervisor = ["python3", "-c", Path(hangup.__file__).read_text(encoding="utf-8"), str(size.lines),
+                  str(size.columns)]
+    import termios
+    import tty
+    saved = termios.tcgetattr(sys.stdin.fileno())
+    tty.setraw(sys.stdin.fileno())
+    try:
+        return _call([*exec_, *supervisor, *argv])
+    finally:
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+def _call(argv: list[str]) -> int:
+    """subprocess.call that ends the child too when lab.py is hung up or terminated."""
+    import signal
+    child = subprocess.Popen(argv)
+
+    def end(signum, _frame) -> None:
+        child.terminate()          # docker exec goes, the container's stdin closes, the program ends
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, end) for sig in (signal.SIGHUP, signal.SIGTERM) if hasattr(signal, "SIGHUP")}
+    try:
+        code = child.wait()
+        if code < 0:               # docker exec itself was killed: the session (and the program) ended
+            say(f"\r\nthe session ended: docker exec was stopped by signal {-code}")
+            return 128 - code
+        return code
+    except KeyboardInterrupt:      # piped mode: Ctrl-C ends the session quietly
+        child.terminate()
+        child.wait()
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _workdir(manager, topology: Topology, spec) -> str | None:
+    """Where an interactive session starts: the workspace, when this node has it mounted."""
+    return topology.workspace.container if manager.workspace(spec) else None
+
+
+def _from_lab(argv: list[str], spec) -> list[str]:
+    """A lesson program path (``sticky/client.py``) made absolute, so it runs from any workdir."""
+    base = spec.config.get("working_dir", "/lab")
+    return [f"{base}/{a}" if i == 1 and a.endswith(".py") and not a.startswith("/") else a
+            for i, a in enumerate(argv)]
 
 
 def cmd_client(args, topology: Topology) -> int:
     manager = _manager(topology)
     lesson, containers = _running(manager, topology, args.lesson)
     server = lesson.service("server").name
-    command = [*lesson.reference_client, "--host", server, "--port", str(lesson.ports.get("server", 0)), *args.extra]
-    node = containers.get("client") or containers["server"]
-    say(f"{node.name}$ {' '.join(command)}")
-    return _docker_cli(["exec", "-it", node.name, *command])
+    role = "client" if "client" in containers else "server"
+    spec = lesson.service(role)
+    command = [*_from_lab(lesson.reference_client, spec), "--host", server,
+               "--port", str(lesson.ports.get("server", 0)), *args.extra]
+    node = containers[role]
+    workdir = _workdir(manager, topology, spec)
+    say(f"{node.name}:{workdir or spec.config.get('working_dir', '/')}$ {' '.join(command)}")
+    return _interactive(node, command, workdir)
 
 
 def cmd_shell(args, topology: Topology) -> int:
@@ -196,7 +310,7 @@ def cmd_shell(args, topology: Topology) -> int:
     lesson, containers = _running(manager, topology, args.lesson)
     if args.role not in containers:
         raise LabError(f"lesson {lesson.id} has no {args.role!r} node", f"roles: {', '.join(containers)}")
-    return _docker_cli(["exec", "-it", containers[args.role].name, "bash"])
+    return _interactive(containers[args.role], ["bash"], _workdir(manager, topology, lesson.service(args.role)))
 
 
 def cmd_logs(args, topology: Topology) -> int:
@@ -205,6 +319,12 @@ def cmd_logs(args, topology: Topology) -> int:
     if args.role not in containers:
         raise LabError(f"lesson {lesson.id} has no {args.role!r} node", f"roles: {', '.join(containers)}")
     container = containers[args.role]
+    if (lesson.service(args.role).command or [])[:1] == ["sleep"]:
+        # the client node runs no program of its own: it waits for the student's commands
+        print(f"{container.name} runs no program of its own (it waits for you), so it has no log.\n"
+              f"  the client's output is in your terminal: python lab.py client {lesson.id}\n"
+              f"  what the server prints:             python lab.py logs {lesson.id} server")
+        return 0
     try:
         for chunk in container.logs(stream=True, follow=args.follow, tail=args.tail):
             sys.stdout.write(chunk.decode("utf-8", "replace"))
@@ -262,6 +382,8 @@ def cmd_clean(args, topology: Topology) -> int:
         n += 1
     for net in client.networks.list(filters={"label": LABEL_PROJECT}):
         net.remove()
+    from .deploy import GatewayGuard
+    GatewayGuard().sweep()    # the host firewall rules of the networks just removed
     say(f"removed {n} container(s) and every SocketLab network")
     return 0
 
@@ -360,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--entry", metavar="FILE", help="when PATH is a folder: the file to run (default server.py "
                     "or client.py)")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                    help="wall-clock limit for the whole check (default %(default)s s); then it stops and cleans up")
     from .trace.command import add_arguments, cmd_trace  # `trace` lives in socketlab/trace/
     add_arguments(add("trace", cmd_trace, "run a lesson's scenarios with the socket-call log and packet capture "
                       "on; print the ladder (calls and segments), write HTML and pcap"))
