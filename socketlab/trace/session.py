@@ -25,9 +25,9 @@ from ..engine import LABEL_LESSON, LABEL_OWNER, LABEL_PROJECT, LABEL_ROLE, LABEL
 from ..errors import LabError
 from ..images import ImageBuilder
 from ..runner import ScenarioReport, lesson_run, nodes_of, run_scenarios
-from ..scenario import Node, RunResult, Scenario
+from ..scenario import LessonRun, Node, RunResult, Scenario
 from ..scenarios import for_lesson
-from ..topology import Topology
+from ..topology import Lesson, Topology
 from .callog import ENV, NODE_LOG, Call, read_calls
 from .capture import Capture
 from .ladder import Ladder, merge
@@ -119,47 +119,109 @@ def select(scenarios: list[Scenario], names: Sequence[str] | None, lesson: str) 
     return [known[n] for n in names]
 
 
+def traced_overrides(lesson: Lesson, overrides: dict[str, Override] | None = None) -> dict[str, Override]:
+    """The services' commands (or the overrides' commands, e.g. a student's server) run under
+    ``env SOCKETLAB_TRACE=...``; the client's ``sleep infinity`` is left alone."""
+    out = dict(overrides or {})
+    for spec in lesson.services:
+        given = out.get(spec.role)
+        command = (given.command if given and given.command else spec.command) or []
+        if command and command[0] != "sleep":
+            out[spec.role] = Override(image=given.image if given else None,
+                                      command=["env", f"{ENV}={NODE_LOG.format(role=spec.role)}", *command])
+    return out
+
+
+class Recorder:
+    """Both recorders around scenarios run on a lesson instance that is already up (with
+    ``traced_overrides``): the capture sidecar, traced nodes, a time window per scenario.
+
+        with Recorder(client, manager, lesson, builder.ensure_capture()) as rec:
+            run = lesson_run(lesson, rec.nodes)
+            for sc in scenarios:
+                rec.run(run, sc)
+        rec.result          # TraceResult with one annotated ladder per scenario
+    """
+
+    def __init__(self, client: docker.DockerClient, manager: LabManager, lesson: Lesson, capture_image: str,
+                 show_acks: bool = False) -> None:
+        self.client, self.manager, self.lesson = client, manager, lesson
+        self.capture_image = capture_image
+        self.show_acks = show_acks
+        self.traces: list[ScenarioTrace] = []
+        self.result: TraceResult | None = None
+        self.capture: Capture | None = None
+        self.plain: dict[str, Node] = {}
+        self.nodes: dict[str, TracedNode] = {}
+
+    def __enter__(self) -> Recorder:
+        instance = self.manager.instance
+        self.containers = {r: c for r, c in self.manager.containers(self.lesson.id).items() if r != "capture"}
+        labels = {LABEL_PROJECT: instance.project, LABEL_OWNER: instance.owner, LABEL_VERSION: "trace",
+                  LABEL_LESSON: self.lesson.id, LABEL_ROLE: "capture"}
+        self.capture = Capture(self.client, self.capture_image, self.containers["server"],
+                               f"{instance.project}-{self.lesson.id}-capture", labels).start()
+        self.plain = {role: node for role, node in nodes_of(self.manager, self.lesson).items() if role != "capture"}
+        self.nodes = {role: TracedNode(node, role) for role, node in self.plain.items()}
+        return self
+
+    def run(self, run: LessonRun, sc: Scenario,
+            on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> ScenarioTrace:
+        start = time.time_ns()
+        report = run_scenarios(run, [sc], on_result)[0]
+        self.traces.append(ScenarioTrace(report, start, time.time_ns()))
+        return self.traces[-1]
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.result = self._collect()
+        finally:
+            if self.capture:
+                self.capture.remove()
+
+    def _collect(self) -> TraceResult:
+        sender = self.plain.get("client") or self.plain["server"]
+        host = self.lesson.service("server").name
+        pcap = self.capture.stop(lambda token: sender.run(["python3", "-m", "labtrace", "mark", "--host", host,
+                                                           "--token", token], timeout=10))
+        calls = [c for role, node in self.plain.items()
+                 for c in read_calls(role, node.read_file(NODE_LOG.format(role=role)))]
+        node_ips = {}
+        for role, c in self.containers.items():
+            c.reload()
+            node_ips[role] = c.attrs["NetworkSettings"]["Networks"][self.manager.network_name]["IPAddress"]
+        result = TraceResult(self.lesson.id, self.traces, sorted(calls, key=lambda c: c.t), read_pcap(pcap),
+                             node_ips, pcap)
+        return ladders(result, self.show_acks)
+
+
 def trace_lesson(client: docker.DockerClient, topology: Topology, lesson_id: str,
                  scenario_names: Sequence[str] | None = None, say: Say = print,
                  project: str = "socketlab", show_acks: bool = False,
                  on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> TraceResult:
+    """`lab.py trace`: a throw-away instance of the lesson, its scenarios traced, then removed."""
     lesson = topology.lesson(lesson_id)
     scenarios = select(for_lesson(lesson.id), scenario_names, lesson.id)
     builder = ImageBuilder(client, say)
     image_id = builder.ensure_all()
     capture_image = builder.ensure_capture()
-    instance = Instance.throwaway("trace", project)
-    manager = LabManager(client, topology, instance)
-    overrides = {s.role: Override(command=["env", f"{ENV}={NODE_LOG.format(role=s.role)}", *s.command])
-                 for s in lesson.services if s.command and s.command[0] != "sleep"}
-    capture = None
+    manager = LabManager(client, topology, Instance.throwaway("trace", project))
     try:
-        manager.up(lesson, image_id, overrides)
-        containers = manager.containers(lesson.id)
-        labels = {LABEL_PROJECT: instance.project, LABEL_OWNER: instance.owner, LABEL_VERSION: "trace",
-                  LABEL_LESSON: lesson.id, LABEL_ROLE: "capture"}
-        capture = Capture(client, capture_image, containers["server"], f"{instance.project}-{lesson.id}-capture",
-                          labels).start()
-        plain = {role: node for role, node in nodes_of(manager, lesson).items() if role != "capture"}
-        nodes = {role: TracedNode(node, role) for role, node in plain.items()}
-        run = lesson_run(lesson, nodes)
-        traces = []
-        for sc in scenarios:
-            start = time.time_ns()
-            report = run_scenarios(run, [sc], on_result)[0]
-            traces.append(ScenarioTrace(report, start, time.time_ns()))
-        sender = plain.get("client") or plain["server"]
-        pcap = capture.stop(lambda token: sender.run(["python3", "-m", "labtrace", "mark", "--host",
-                                                      run.server_host, "--token", token], timeout=10))
-        calls = [c for role, node in plain.items()
-                 for c in read_calls(role, node.read_file(NODE_LOG.format(role=role)))]
-        node_ips = {}
-        for role, c in containers.items():
-            c.reload()
-            node_ips[role] = c.attrs["NetworkSettings"]["Networks"][manager.network_name]["IPAddress"]
-        result = TraceResult(lesson.id, traces, sorted(calls, key=lambda c: c.t), read_pcap(pcap), node_ips, pcap)
-        return ladders(result, show_acks)
+        manager.up(lesson, image_id, traced_overrides(lesson))
+        with Recorder(client, manager, lesson, capture_image, show_acks) as rec:
+            run = lesson_run(lesson, rec.nodes)
+            for sc in scenarios:
+                rec.run(run, sc, on_result)
+        return rec.result
     finally:
-        if capture:
-            capture.remove()
         manager.down()
+
+
+def ladder_lines(result: TraceResult, scenario: str, colour: bool = False) -> list[str]:
+    """The ladder of one traced scenario as text lines (e.g. for a failed check's transcript)."""
+    from .ladder import render_text
+    for st in result.scenarios:
+        if st.report.scenario == scenario and st.ladder is not None:
+            return render_text(st.ladder, colour).splitlines()
+    return []

@@ -239,3 +239,16 @@ def test_tracing_off_loads_nothing():
     out = subprocess.run([sys.executable, "-c", "import sys; print(sorted(sys.modules))"], env=env,
                          capture_output=True, text=True, timeout=30).stdout
     assert "'sitecustomize'" in out and "labtrace" not in out
+
+
+def test_traced_overrides_wrap_the_server_command_and_keep_a_student_program():
+    from socketlab.deploy import Override
+    from socketlab.topology import load
+    from socketlab.trace.session import traced_overrides
+    lesson = load().lesson("sticky")
+    plain = traced_overrides(lesson)
+    assert set(plain) == {"server"}                                 # the client only sleeps
+    assert plain["server"].command[:2] == ["env", "SOCKETLAB_TRACE=/tmp/labtrace-server.jsonl"]
+    assert plain["server"].command[2:] == lesson.service("server").command
+    student = traced_overrides(lesson, {"server": Override(image="overlay", command=["python3", "mine.py"])})
+    assert student["server"].image == "overlay" and student["server"].command[2:] == ["python3", "mine.py"]
