@@ -31,7 +31,7 @@ from invoke.exceptions import CommandTimedOut
 
 from .errors import LabError
 from .runner import LessonReport, ScenarioReport, run_scenarios, select
-from .scenario import LessonRun, RunResult, spawn_script, stop_script, wait_listening
+from .scenario import LessonRun, RunResult, ShellNode, wait_listening
 from .scenarios import for_lesson
 from .topology import ROOT, Lesson, program_part
 
@@ -107,7 +107,7 @@ def explain(exc: BaseException, machine: Machine) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class SSHNode:
+class SSHNode(ShellNode):
     """``scenario.Node`` for a lab machine reached over SSH."""
 
     def __init__(self, name: str, conn: Connection, workdir: str) -> None:
@@ -124,14 +124,6 @@ class SSHNode:
         except CommandTimedOut as exc:
             return RunResult(124, exc.result.stdout, exc.result.stderr + f"\n(timed out after {timeout} s)")
         return RunResult(r.exited, r.stdout, r.stderr)
-
-    def spawn(self, name: str, argv: Sequence[str]) -> None:
-        result = self.run(spawn_script(name, argv), timeout=15)
-        if not result.ok:
-            raise RuntimeError(f"could not start {name} on {self.name}: {result.stderr.strip()}")
-
-    def stop(self, name: str, signal: str = "TERM") -> None:
-        self.run(stop_script(name, signal), timeout=15)
 
     def expand(self, path: str) -> str:
         """``~/x`` on this machine (commands are quoted, so the remote shell would not expand it)."""

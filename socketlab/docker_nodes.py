@@ -5,10 +5,10 @@ from collections.abc import Sequence
 
 from docker.models.containers import Container
 
-from .scenario import RunResult, spawn_script, stop_script
+from .scenario import RunResult, ShellNode
 
 
-class ContainerNode:
+class ContainerNode(ShellNode):
     def __init__(self, container: Container, name: str | None = None) -> None:
         self.container = container
         self.name = name or container.name
@@ -20,14 +20,6 @@ class ContainerNode:
         out, err = result.output if result.output else (b"", b"")
         return RunResult(result.exit_code if result.exit_code is not None else -1,
                          (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace"))
-
-    def spawn(self, name: str, argv: Sequence[str]) -> None:
-        result = self.run(spawn_script(name, argv), timeout=10)
-        if not result.ok:
-            raise RuntimeError(f"could not start {name} on {self.name}: {result.stderr.strip()}")
-
-    def stop(self, name: str, signal: str = "TERM") -> None:
-        self.run(stop_script(name, signal), timeout=15)
 
     def read_file(self, path: str) -> bytes:
         result = self.container.exec_run(["cat", path], demux=True)

@@ -50,6 +50,31 @@ class Node(Protocol):
         """Return the content of a file on the node."""
 
 
+class ShellNode:
+    """What every node kind shares: background processes and files, built on its own ``run``.
+
+    A subclass (container, SSH machine, this machine) only says how to run argv to completion;
+    starting, stopping and supervising background programs is done here, the same way on all.
+    """
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30) -> RunResult:
+        raise NotImplementedError
+
+    def spawn(self, name: str, argv: Sequence[str]) -> None:
+        result = self.run(spawn_script(name, argv), timeout=15)
+        if not result.ok:
+            raise RuntimeError(f"could not start {name} on {self.name}: {result.stderr.strip()}")
+
+    def stop(self, name: str, signal: str = "TERM") -> None:
+        self.run(stop_script(name, signal), timeout=15)
+
+    def read_file(self, path: str) -> bytes:
+        result = self.run(["cat", path], timeout=30)
+        return result.stdout.encode("utf-8", "surrogateescape") if result.ok else b""
+
+
 def spawn_script(name: str, argv: Sequence[str]) -> list[str]:
     """The shell line both node kinds use to start a process in the background.
 

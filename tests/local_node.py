@@ -11,12 +11,12 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from socketlab.scenario import RunResult, spawn_script, stop_script
+from socketlab.scenario import RunResult, ShellNode
 
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 
 
-class LocalNode:
+class LocalNode(ShellNode):
     def __init__(self, name: str = "local") -> None:
         self.name = name
 
@@ -27,12 +27,6 @@ class LocalNode:
     def run(self, argv: Sequence[str], *, timeout: float = 30) -> RunResult:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=self._env())
         return RunResult(done.returncode, done.stdout, done.stderr)
-
-    def spawn(self, name: str, argv: Sequence[str]) -> None:
-        subprocess.run(spawn_script(name, argv), check=True, timeout=10, env=self._env())
-
-    def stop(self, name: str, signal: str = "TERM") -> None:
-        subprocess.run(stop_script(name, signal), timeout=15)
 
     def read_file(self, path: str) -> bytes:
         try:
