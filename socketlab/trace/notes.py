@@ -97,6 +97,35 @@ def coalesced_recv(ladder: Ladder) -> None:
                 return
 
 
+NAGLE_MS = 10
+
+
+def held_by_nagle(ladder: Ladder) -> None:
+    """sticky: a small send that leaves the server long after its sendall(), while the segment
+    before it is still unacknowledged - Nagle's algorithm waiting for the peer's (delayed) ACK."""
+    for i, row in enumerate(ladder.rows):
+        if not (row.kind == "call" and row.side == "server" and row.call.call in ("send", "sendall")
+                and row.call.n):
+            continue
+        later = ladder.rows[i + 1:]
+        seg = _first(later, lambda r, conn=row.conn: r.kind == "segment" and r.conn == conn
+                     and r.direction == "s2c" and r.seg.length)
+        if seg is None or seg.seg.length != row.call.n or seg.t - row.t < NAGLE_MS * 1_000_000:
+            continue
+        earlier = [r for r in ladder.rows[:i] if r.kind == "segment" and r.conn == row.conn
+                   and r.direction == "s2c" and r.seg.length]
+        if not earlier:
+            continue
+        # the segment before belongs to the same reply: no recv() on the server in between
+        between = ladder.rows[ladder.rows.index(earlier[-1]):i]
+        if any(r.kind == "call" and r.side == "server" and r.call.call.startswith("recv") for r in between):
+            continue
+        _add(seg, f"this segment left {(seg.t - row.t) / 1e6:.0f} ms after its sendall(): Nagle's algorithm "
+                  "holds a small segment until the one before it is ACKed, and the client's kernel delays that "
+                  "ACK (--acks shows it). TCP_NODELAY sends it at once; recv() still gets both (nodelay-no-cure).")
+        return
+
+
 def first_fin(ladder: Ladder) -> None:
     """loops: the side whose close() came first sends the first FIN, and keeps TIME_WAIT (every connection)."""
     for conn in ladder.connections.values():
@@ -135,7 +164,7 @@ def address_in_use(ladder: Ladder) -> None:
 DEFAULT = (handshake, refused, first_fin)
 RULES: dict[str, tuple] = {
     "basic": (handshake, new_port_each_time, refused),
-    "sticky": (handshake, coalesced_recv),
+    "sticky": (handshake, coalesced_recv, held_by_nagle),
     "loops": (handshake, first_fin, eof, address_in_use, refused),
 }
 
