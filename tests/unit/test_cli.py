@@ -93,3 +93,26 @@ def test_the_in_container_supervisor_is_stdlib_only():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "fcntl", "os", "pty", "select", "signal", "struct", "sys", "termios", "time"}
+
+
+def test_the_gateway_rule_is_found_again_by_its_tag_and_removed_exactly(monkeypatch):
+    import subprocess as sp
+
+    import socketlab.deploy as deploy
+    listing = ('-P INPUT ACCEPT\n'
+               '-A INPUT -i br-socketlab -m conntrack --ctstate NEW -m comment --comment "socketlab:socketlab" '
+               '-j REJECT --reject-with icmp-port-unreachable\n'
+               '-A INPUT -i br-0123456789ab -m conntrack --ctstate NEW -m comment --comment '
+               '"socketlab:socketlab-check-1" -j REJECT --reject-with icmp-port-unreachable\n')
+    calls = []
+
+    def iptables(argv, **_):
+        calls.append(argv)
+        return sp.CompletedProcess(argv, 0, listing if "-S" in argv else "", "")
+
+    monkeypatch.setattr(deploy.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(deploy.shutil, "which", lambda _: "/usr/sbin/iptables")
+    deploy.GatewayGuard(iptables).unguard("socketlab")
+    deletes = [c for c in calls if "-D" in c]
+    assert len(deletes) == 1 and "br-socketlab" in deletes[0] and "socketlab:socketlab" in deletes[0]
+    assert deploy.GatewayGuard.rule("br-x", "p")[:3] == ["INPUT", "-i", "br-x"]
