@@ -78,6 +78,11 @@ def relay_summary(node: Node, name: str) -> dict:
 def no_connection(run: LessonRun) -> Outcome:
     probe = run.probe("no-connection")
     o = probe.observed
+    if not probe.ok:
+        return Outcome(False, f"two senders on ports {o.get('client_ports')} did not each get their own echo "
+                              f"({o.get('probe_error') or o.get('error') or 'see the transcript'})", o,
+                       probe.transcript, "answer each datagram to the address recvfrom() returned with it: "
+                                         "sock.sendto(data, addr)")
     return Outcome.from_probe(probe, f"2 sockets, 2 ports {o.get('client_ports')}, each got its own echo; "
                                      f"closed port: sendto -> {o.get('sendto_closed_returned')}, "
                                      f"connected recv -> errno {o.get('connected_recv_errno')}")
@@ -87,8 +92,13 @@ def no_connection(run: LessonRun) -> Outcome:
                         "message")
 def boundaries(run: LessonRun) -> Outcome:
     probe = run.probe("boundaries")
-    return Outcome.from_probe(probe, f"received {probe.observed.get('received')} and an empty datagram "
-                                     f"({probe.observed.get('empty_datagram_len')} bytes)")
+    outcome = Outcome.from_probe(probe, f"received {probe.observed.get('received')} and an empty datagram "
+                                        f"({probe.observed.get('empty_datagram_len')} bytes)")
+    if not probe.ok:
+        outcome.summary = f"expected the echoes b'a', b'bb', b'ccc' and b''; {outcome.summary}"
+        outcome.fix = ("echo every datagram as it came, one sendto() per recvfrom(), including an empty one "
+                       "(b'' is a real datagram in UDP, not the end of anything)")
+    return outcome
 
 
 @scenario("truncation", "a 2000-byte datagram read with 1024 is cut (MSG_TRUNC), the rest is lost, "
@@ -152,9 +162,12 @@ def relay_loss(run: LessonRun) -> Outcome:
     transcript = [*first.transcript,
                   "the same again, from a new socket (a new flow, so the relay's fates restart):",
                   *second.transcript[-2:]]
-    return Outcome(first.ok and second.ok and same,
-                   f"{first.observed.get('received')}/30 came back; missing {missing}, as predicted, "
-                   f"{'identical' if same else 'DIFFERENT'} on a second run", observed, transcript)
+    passed = first.ok and second.ok and same
+    return Outcome(passed,
+                   f"{first.observed.get('received')}/30 came back; missing {missing}, "
+                   + ("as predicted, " if first.ok else f"predicted {first.observed.get('predicted_missing')}, ")
+                   + f"{'identical' if same else 'DIFFERENT'} on a second run", observed, transcript,
+                   "" if passed else "echo each datagram once, at once, to the address it came from")
 
 
 @scenario("reliable-delivery", f"stop-and-wait with retransmission delivers all {RELIABLE_COUNT} messages "
