@@ -172,14 +172,15 @@ def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str
             server_end = s.src if _host(s.src) in server_ips else s.dst
             firsts.append((s.t, frozenset((s.src, s.dst)), server_end, s.proto))
     for i, c in enumerate(calls):
-        if keys[i] and inside(c.t if c.call not in WAITS else c.end):
+        # only a call that knows its own two ends can say which end is the server's
+        if keys[i] and ends.key(c) == keys[i] and inside(c.t if c.call not in WAITS else c.end):
             local = ends.local(c)
             if c.role == "server" and local in keys[i]:
                 server_end = local
             elif c.role != "server" and c.peer in keys[i]:
                 server_end = c.peer
             else:
-                server_end = next(iter(keys[i]))
+                server_end = min(keys[i], key=lambda e: int(_port(e)))   # the well-known port, not the ephemeral
             firsts.append((c.t, keys[i], server_end, "tcp"))
     connections: dict[frozenset, Connection] = {}
     for _, key, server_end, proto in sorted(firsts, key=lambda f: f[0]):
@@ -310,8 +311,8 @@ def call_text(row: Row, conn: Connection | None = None) -> str:
     if name in RECEIVES:
         if wait:
             return f"{name}({c.req})…"
-        if c.n == 0:
-            return f"{name}({c.req}) → b'' (EOF)"
+        if c.n == 0:   # b'' ends a TCP stream; in UDP it is a datagram of 0 bytes
+            return f"{name}({c.req}) → " + ("0 (empty)" if conn and conn.proto == "udp" else "b'' (EOF)")
         text = f"{name}({c.req}) → {c.n}"
         return f"{text} {_head(c.head, SIDE_W - len(text) - 1)}".rstrip()
     if name == "shutdown":

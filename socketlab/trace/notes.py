@@ -143,7 +143,8 @@ def first_fin(ladder: Ladder) -> None:
 
 def eof(ladder: Ladder) -> None:
     """recv() returning b'' is how a program learns that the peer's FIN arrived."""
-    row = _first(ladder.rows, lambda r: r.kind == "call" and r.call.call.startswith("recv") and r.call.n == 0)
+    row = _first(ladder.rows, lambda r: r.kind == "call" and r.call.call.startswith("recv") and r.call.n == 0
+                 and r.conn is not None and ladder.connections[r.conn].proto == "tcp")
     _add(row, "recv() returned b'': the peer's FIN has arrived - end of stream, not an error.")
 
 

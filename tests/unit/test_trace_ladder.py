@@ -252,3 +252,28 @@ def test_traced_overrides_wrap_the_server_command_and_keep_a_student_program():
     assert plain["server"].command[2:] == lesson.service("server").command
     student = traced_overrides(lesson, {"server": Override(image="overlay", command=["python3", "mine.py"])})
     assert student["server"].image == "overlay" and student["server"].command[2:] == ["python3", "mine.py"]
+
+
+def test_udp_datagrams_and_an_empty_one():
+    server = f"{SERVER[0]}:20040"
+    pcap = write_pcap([(T0 + 1 * MS, frame(CLIENT, (SERVER[0], 20040), 0, b"ping", udp=True)),
+                       (T0 + 2 * MS, frame(CLIENT, (SERVER[0], 20040), 0, b"", udp=True))])
+    server_log = "\n".join([
+        call("server", 0.1, 0.01, "socket", 3, args=["AF_INET", "SOCK_DGRAM"]),
+        call("server", 0.5, 0.6, "recvfrom", 3, "0.0.0.0:20040", c_end, req=2048, n=4, head="b'ping'"),
+        call("server", 1.5, 0.6, "recvfrom", 3, "0.0.0.0:20040", c_end, req=2048, n=0, head="b''"),
+    ])
+    client_log = "\n".join([
+        call("client", 0.9, 0.05, "sendto", 5, c_end, server, req=4, n=4, head="b'ping'"),
+        call("client", 1.9, 0.05, "sendto", 5, c_end, server, req=0, n=0, head="b''"),
+    ])
+    calls = read_calls("client", client_log) + read_calls("server", server_log)
+    ladder = merge(calls, read_pcap(pcap), NODES)
+    assert [c.proto for c in ladder.connections.values()] == ["udp"]
+    text = render_text(ladder, colour=False)
+    assert "UDP 4 b'ping'" in text and "UDP 0" in text
+    assert "recvfrom(2048) → 0 (empty)" in text and "EOF" not in text
+    conn = ladder.connections[1]
+    assert (conn.client, conn.server) == (c_end, server)
+    # the server's wildcard-bound socket is matched to the datagrams through the node's address
+    assert {r.conn for r in ladder.calls("server", "recvfrom")} == {1}
