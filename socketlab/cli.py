@@ -205,7 +205,8 @@ def cmd_check(args, topology: Topology) -> int:
     try:
         with deadline(args.timeout):
             report = Checker(client_, topology, say, _instance().project).check(args.lesson, server, client,
-                                                                                progress, entry=args.entry)
+                                                                                progress, entry=args.entry,
+                                                                                trace=args.trace)
     except DeadlineExceeded as exc:
         report = _cut_short(args, finished, exc, remove_throwaways(client_))
     if args.json:
@@ -479,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("lesson")
     sp.add_argument("--server", metavar="PATH", help="your server program (replaces the reference server)")
     sp.add_argument("--client", metavar="PATH", help="your client program (replaces the reference client)")
+    sp.add_argument("--trace", action="store_true", help="record socket calls and packets; attach the ladder "
+                    "of every failing scenario to its report")
     sp.add_argument("--entry", metavar="FILE", help="when PATH is a folder: the file to run (default server.py "
                     "or client.py)")
     sp.add_argument("--json", action="store_true")

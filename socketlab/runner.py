@@ -84,7 +84,10 @@ class LessonReport:
             out += ["", f"{s.scenario} — {label}: {s.summary}"]
             if s.fix:
                 out.append(f"   what to change: {s.fix}")
-            out += [f"   {line}" for line in s.transcript[-12:]]
+            marker = next((i for i, line in enumerate(s.transcript) if line.startswith("on the wire (lab.py")),
+                          len(s.transcript))
+            shown = s.transcript[:marker][-12:] + s.transcript[marker:]   # a traced ladder is shown whole
+            out += [f"   {line}" for line in shown]
         graded = self.required
         out += ["", f"{self.lesson}: {'PASSED' if self.passed else 'FAILED'} "
                     f"({sum(s.passed for s in graded)}/{len(graded)} graded scenarios"
@@ -230,7 +233,7 @@ class Checker:
 
     def check(self, lesson_id: str, server: Path | None = None, client: Path | None = None,
               on_result: Callable[[Scenario, ScenarioReport], None] | None = None,
-              entry: str | None = None, only: list[str] | None = None) -> LessonReport:
+              entry: str | None = None, only: list[str] | None = None, trace: bool = False) -> LessonReport:
         lesson = self.topology.lesson(lesson_id)
         contract = contract_of(lesson.id)
         for role, path in (("server", server), ("client", client)):
@@ -249,6 +252,9 @@ class Checker:
                 command = lesson.service("server").command or []
                 overrides["server"] = Override(image=overlay,
                                                command=server_cmd + command[len(lesson.server_program):])
+        if trace:
+            from .trace.session import traced_overrides
+            overrides = traced_overrides(lesson, overrides)
         try:
             try:
                 # a student's server that never listens is a failed check, said in seconds, not a crash
@@ -264,7 +270,8 @@ class Checker:
                 scenarios = select(for_lesson(lesson.id), server is not None, client is not None)
                 if only:
                     scenarios = [s for s in scenarios if s.name in only]
-                reports = run_scenarios(run, scenarios, on_result)
+                reports = (self._traced(builder, manager, lesson, scenarios, server_cmd, client_cmd, on_result)
+                           if trace else run_scenarios(run, scenarios, on_result))
         finally:
             manager.down()
             if overlay:
@@ -273,4 +280,24 @@ class Checker:
                 except docker.errors.APIError:
                     pass
         return LessonReport(lesson.id, str(server or "reference"), str(client or "reference"), reports)
+
+    def _traced(self, builder: ImageBuilder, manager: LabManager, lesson: Lesson, scenarios: list[Scenario],
+                server_cmd: list[str] | None, client_cmd: list[str] | None,
+                on_result: Callable[[Scenario, ScenarioReport], None] | None) -> list[ScenarioReport]:
+        """`check --trace`: every scenario recorded; a failed one carries its ladder (calls and packets)."""
+        from .trace.session import Recorder, ladder_lines
+        with Recorder(self.client, manager, lesson, builder.ensure_capture()) as rec:
+            run = lesson_run(lesson, rec.nodes, server_cmd, client_cmd)
+            for sc in scenarios:
+                rec.run(run, sc)
+        reports = [t.report for t in rec.traces]
+        for report in reports:
+            if not report.passed and rec.result is not None:
+                ladder = ladder_lines(rec.result, report.scenario)
+                report.transcript += ["", "on the wire (lab.py trace): your program's socket calls and the packets",
+                                      *ladder] if ladder else []
+        for sc, report in zip(scenarios, reports):
+            if on_result:
+                on_result(sc, report)
+        return reports
 

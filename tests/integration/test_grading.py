@@ -119,3 +119,17 @@ def test_every_gradable_role_has_three_independent_positive_controls(topology):
             if lesson == "ftp" and rc.role == "client":
                 continue   # the ftp client is the lab's own (client-batch); students write the server
             assert counts.get((lesson, rc.role), 0) >= wanted, (lesson, rc.role, counts)
+
+
+def test_check_trace_attaches_the_wire_to_a_failing_scenario(docker_client, lab_image, topology):
+    """`check --trace`: the student sees the bytes their own program sent and received."""
+    from socketlab.runner import Checker
+    from tests.conftest import RUN_ID
+    checker = Checker(docker_client, topology, say=lambda _: None, project=RUN_ID)
+    report = checker.check("sticky", client=TESTS / "negative" / "sticky_seed_client.py", trace=True)
+    [graded] = report.required
+    assert not graded.passed
+    wire = graded.transcript[graded.transcript.index(next(line for line in graded.transcript
+                                                          if line.startswith("on the wire"))):]
+    assert any("recv(1024) → 1024" in line for line in wire)     # the seed's one recv per command
+    assert any("PSH" in line for line in wire)
