@@ -40,6 +40,7 @@ from framing.sockio import recv_exact, send_frame  # noqa: E402
 
 MAX_BODY = 64 * 2**20          # refuse replies announcing more than this (before reading them)
 MODES = ("normal", "trickle", "pipeline", "truncate", "oversize")
+MAX_COMMAND = 60000         # a request header is at most 64 KiB (codec limit), the command is in it
 PREVIEW = 2000                 # interactive mode shows at most this many characters of a body
 
 
@@ -102,14 +103,27 @@ def show(header: dict, body: bytes) -> None:
 def interact(sock: socket.socket, mode: str) -> int:
     print("commands: help, echo TEXT, big N, lines N; /mode NAME to change the sending mode; "
           "quit to leave")
+    interrupted = False
     while True:
         try:
             line = input(f"[{mode}] >> ").strip()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             print()
             return 0
+        except KeyboardInterrupt:
+            if interrupted:
+                print()
+                return 0
+            print("\n(Ctrl-C again, or quit, to leave)")
+            interrupted = True
+            continue
+        interrupted = False
         if not line:
             continue             # an empty request is fine here, but nothing to ask
+        if len(line.encode("utf-8", "surrogateescape")) > MAX_COMMAND:
+            print(f"(that line is over {MAX_COMMAND} bytes, more than a request header may hold; "
+                  "nothing was sent)")
+            continue
         if line in ("quit", "exit"):
             return 0
         if line.startswith("/mode"):
@@ -135,11 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="normal", choices=MODES, help="ask the server to send this way")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
     args = parser.parse_args(argv)
+    sys.stdin.reconfigure(errors="replace")     # a non-UTF-8 byte becomes U+FFFD, not a traceback
     try:
         with socket.create_connection((args.host, args.port), timeout=args.timeout) as sock:
             if args.command:
                 return run_commands(sock, args.command, args.mode)
             return interact(sock, args.mode)
+    except KeyboardInterrupt:       # Ctrl-C while a reply was coming: the stream is out of step
+        print("\n(stopped in the middle of a reply; connection closed)", file=sys.stderr)
+        return 130
     except ServerError as exc:
         print(f"error: the server refused: {exc}", file=sys.stderr)
     except FramingError as exc:     # includes TruncatedFrame, HeaderTooLarge, ChecksumMismatch

@@ -37,6 +37,7 @@ import os
 import shlex
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -49,6 +50,8 @@ from ftp.protocol import (
     DEFAULT_PORT,
     DIGEST_ALGORITHMS,
     KDF_NAME,
+    MAX_LOGIN_ATTEMPTS,
+    MAX_PATH_CHARS,
     PART_SUFFIX,
     SIDECAR_SUFFIX,
     Auth,
@@ -261,14 +264,17 @@ class FtpClient:
 
     def put(self, local: str, remote: str | None = None, *, overwrite: bool = True,
             algo: str = DEFAULT_ALGORITHM, progress: Progress | None = None,
-            cut_after: int | None = None) -> Reply:
-        """Upload ``local``; the server tells us where to start (0, or the end of an earlier part)."""
+            cut_after: int | None = None, on_accept: Callable[[Reply], None] | None = None) -> Reply:
+        """Upload ``local``; the server tells us where to start (0, or the end of an earlier part).
+        ``on_accept(reply)`` sees the server's 350 (with its offset) before any file byte goes."""
         remote = remote or os.path.basename(local)
         with open(local, "rb") as f:                  # no local file: nothing was sent (no desync)
             size = os.fstat(f.fileno()).st_size
             digest = hashlib.file_digest(f, algo).hexdigest()
             accepted = self.request(Put(remote, size, digest, algo, overwrite))
             offset = accepted.get_int("offset", high=size)
+            if on_accept is not None:
+                on_accept(accepted)
             count = size - offset
             if cut_after is not None:
                 count = min(count, cut_after)
@@ -421,55 +427,188 @@ def human(n: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The interactive shell
+# The interactive shell: it explains a student's mistake and goes on, whatever it was
 # ---------------------------------------------------------------------------------------------
 
 SHELL_COMMANDS = ["ls", "cd", "pwd", "mkdir", "rm", "put", "get", "quota", "help", "quit"]
+LOCAL_COMMANDS = [("lpwd", "this machine's current directory"),
+                  ("lls [DIR]", "list a directory on this machine"),
+                  ("lcd DIR", "change this machine's directory (where put reads, get writes)"),
+                  ("open [HOST [PORT]]", "connect (again) and log in")]
+MAX_LINE_BYTES = MAX_PATH_CHARS + 200     # a path argument plus a command and its options
+LOGIN_ATTEMPTS = MAX_LOGIN_ATTEMPTS       # the server closes the session after this many
+
+
+class LocalError(Exception):
+    """Something on this machine is wrong (no such file, a folder we cannot write); nothing was sent."""
+
+
+class Disconnected(Exception):
+    """The server went away (or we cut the connection); the next command reconnects."""
 
 
 class FtpShell(cmd.Cmd):
-    """ls, cd, pwd, mkdir, rm, put, get, quota, help, quit (and lpwd, lls for this machine)."""
+    """ls, cd, pwd, mkdir, rm, put, get, quota, help, quit; lpwd, lls, lcd, open on this machine.
 
-    def __init__(self, client: FtpClient, *, show_progress: bool = True) -> None:
-        super().__init__()
+    The shell keeps the login it was given, so when the connection is lost (the server restarted,
+    a demonstration ``--cut-after``, a cancelled transfer) it reconnects and logs in again by
+    itself, at the next command or on ``open``."""
+
+    def __init__(self, client: FtpClient, *, show_progress: bool = True, password: str | None = None,
+                 stdout=None) -> None:
+        super().__init__(stdout=stdout)
         self.client = client
+        self.host, self.port = client.host, client.port
+        self.user = client.user
+        self.password = password
         self.show_progress = show_progress
         self.failures = 0
+        self.last_ok = True
+        self.cwd = "/"
         self.update_prompt()
 
+    # --- the session ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.client.sock is not None and self.client.user is not None
+
     def update_prompt(self) -> None:
+        if self.connected:
+            try:
+                self.cwd = self.client.pwd()
+            except (FtpError, OSError, ProtocolError, EOFError):
+                self.drop()
+        state = "" if self.connected else " (disconnected)"
+        self.prompt = f"ftp {self.user}:{self.cwd}{state}> "
+
+    def drop(self) -> None:
         try:
-            where = self.client.pwd()
-        except (FtpError, OSError, ProtocolError):
-            where = "?"
-        self.prompt = f"ftp {self.client.user}:{where}> "
+            self.client.close()
+        except OSError:
+            pass
+        self.client.sock = None
+
+    def reconnect(self) -> None:
+        """A new connection, the same login; and back to the directory we were in."""
+        if self.password is None:
+            raise Disconnected("not connected, and no password to log in again with; use open")
+        self.drop()
+        client = FtpClient(self.host, self.port)
+        client.login(self.user, self.password)
+        self.client = client
+        if self.cwd != "/":
+            try:
+                client.cd(self.cwd)
+            except FtpError:
+                self.cwd = "/"
+        print(f"(reconnected to {self.host}:{self.port} and logged in as {self.user} again)")
+
+    # --- one command --------------------------------------------------------------------------
 
     def onecmd(self, line: str) -> bool:
+        self.last_ok = False
+        line = line.strip()
+        if len(line.encode("utf-8", "surrogateescape")) > MAX_LINE_BYTES:
+            print(f"that line is {len(line.encode('utf-8', 'surrogateescape'))} bytes; the server "
+                  f"accepts paths of up to {MAX_PATH_CHARS} characters, so nothing was sent")
+            self.failures += 1
+            return False
         try:
-            return bool(super().onecmd(line))
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            print("that line is not valid UTF-8 (your terminal's encoding?); nothing was sent")
+            self.failures += 1
+            return False
+        word = line.split()[0] if line else ""
+        try:
+            if word and word not in ("quit", "exit", "EOF", "open", "help", "?") \
+                    and hasattr(self, f"do_{word}") and word not in ("lpwd", "lls", "lcd") \
+                    and not self.connected:
+                self.reconnect()
+            stop = bool(super().onecmd(line))
+            self.last_ok = True
+            return stop
         except FtpError as exc:
             print(exc)
+            if exc.code == Code.SERVICE_UNAVAILABLE or self.client.sock is None:
+                self.drop()
+                print("(the server closed the session; the next command reconnects)")
         except TransferCut as exc:
-            print(f"{exc}; run the same command again to resume")
-            return True
+            print(f"{exc} (a demonstration of a crash); run the same command again to resume")
+            self.drop()
+            self._reconnect_quietly()
+        except LocalError as exc:
+            print(f"local error: {exc}; nothing was sent")
+        except Disconnected as exc:
+            print(exc)
+        except _Failed:
+            pass
+        except KeyboardInterrupt:
+            print("\ncancelled; the bytes so far are kept: run the same command again to resume")
+            self.drop()
+            self._reconnect_quietly()
         except (ProtocolError, ValueError) as exc:
             print(f"error: {exc}")
         except (OSError, EOFError) as exc:
-            print(f"connection problem: {exc}")
-            return True
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+            print(f"the server went away ({reason}); the next command (or open) reconnects")
+            self.drop()
         self.failures += 1
         return False
+
+    def _reconnect_quietly(self) -> None:
+        try:
+            self.reconnect()
+        except (FtpError, OSError, ProtocolError, EOFError, Disconnected) as exc:
+            print(f"(could not reconnect yet: {exc}; the next command tries again)")
 
     def emptyline(self) -> bool:
         return False
 
     def default(self, line: str) -> bool:
-        print(f"unknown command {line.split()[0]!r}; try help")
-        self.failures += 1
-        return False
+        print(f"unknown command {line.split()[0]!r}; type help for the list")
+        raise _Failed
 
-    def _progress(self, label: str) -> Progress | None:
-        return ProgressBar(label) if self.show_progress else None
+    def completenames(self, text, *ignored):
+        return [n for n in [*SHELL_COMMANDS, "lpwd", "lls", "lcd", "open"] if n.startswith(text)]
+
+    def _progress(self, label: str, seen: list[int]) -> Progress:
+        bar = ProgressBar(label) if self.show_progress else None
+
+        def progress(done: int, total: int) -> None:
+            if not seen:
+                seen.append(done)          # the first call says where the transfer starts
+            if bar is not None:
+                bar(done, total)
+        return progress
+
+    def cmdloop_safely(self, intro: str) -> None:
+        """cmd.Cmd.cmdloop, plus: Ctrl-C at the prompt asks, a second one leaves; no traceback."""
+        print(intro)
+        interrupted = False
+        while True:
+            try:
+                line = input(self.prompt)
+            except EOFError:
+                line = "EOF"
+            except KeyboardInterrupt:
+                if interrupted:
+                    print()
+                    self.do_quit("")
+                    return
+                print("\n(Ctrl-C again or quit to leave)")
+                interrupted = True
+                continue
+            except UnicodeDecodeError:
+                print("that line is not valid UTF-8; nothing was sent")
+                continue
+            interrupted = False
+            if self.onecmd(line):
+                return
+            self.update_prompt()
+
+    # --- the commands -------------------------------------------------------------------------
 
     def do_ls(self, arg: str) -> None:
         for e in self.client.ls(arg.strip() or "."):
@@ -479,17 +618,17 @@ class FtpShell(cmd.Cmd):
             print(f"{e['type']:<8} {size:>14}  {e['name']}{'/' if e['type'] == 'dir' else ''}")
 
     def do_cd(self, arg: str) -> None:
-        print(self.client.cd(arg.strip() or "/"))
-        self.update_prompt()
+        self.cwd = self.client.cd(arg.strip() or "/")
+        print(self.cwd)
 
     def do_pwd(self, arg: str) -> None:
         print(self.client.pwd())
 
     def do_mkdir(self, arg: str) -> None:
-        print(self.client.mkdir(arg.strip()))
+        print(self.client.mkdir(_one_path("mkdir", arg)))
 
     def do_rm(self, arg: str) -> None:
-        print(self.client.rm(arg.strip()))
+        print(self.client.rm(_one_path("rm", arg)))
 
     def do_quota(self, arg: str) -> None:
         q = self.client.quota()
@@ -499,16 +638,32 @@ class FtpShell(cmd.Cmd):
     def do_put(self, arg: str) -> None:
         """put LOCAL [REMOTE] [-n] [--cut-after N]"""
         args = _transfer_args("put", arg)
+        try:                                   # check the local file before saying anything
+            with open(args.source, "rb"):
+                pass
+        except OSError as exc:
+            raise LocalError(f"cannot read {args.source!r} here ({os.getcwd()}): {exc.strerror}; "
+                             "lls lists this machine's files") from None
+        if os.path.isdir(args.source):
+            raise LocalError(f"{args.source!r} is a directory; put sends one file")
+        seen: list[int] = []
+
+        def accepted(reply: Reply) -> None:
+            if reply.fields.get("offset"):
+                print(reply)                   # 350 send ... bytes from offset N: a resume
+
         print(self.client.put(args.source, args.dest, overwrite=not args.no_clobber,
-                              progress=self._progress(f"put {args.source}"), cut_after=args.cut_after,
-                              algo=args.algo))
+                              progress=self._progress(f"put {args.source}", seen),
+                              cut_after=args.cut_after, algo=args.algo, on_accept=accepted))
 
     def do_get(self, arg: str) -> None:
         """get REMOTE [LOCAL] [--restart] [--cut-after N]"""
         args = _transfer_args("get", arg)
-        done = self.client.get(args.source, args.dest, resume=not args.restart,
-                               progress=self._progress(f"get {args.source}"), cut_after=args.cut_after,
-                               algo=args.algo)
+        local = _writable_destination(args.source, args.dest)
+        seen: list[int] = []
+        done = self.client.get(args.source, local, resume=not args.restart,
+                               progress=self._progress(f"get {args.source}", seen),
+                               cut_after=args.cut_after, algo=args.algo)
         start = done.fields.get("resumed_from")
         resumed = f" (resumed from byte {start})" if start else ""
         print(f"{done}{resumed} -> {done.fields['local']}")
@@ -517,17 +672,48 @@ class FtpShell(cmd.Cmd):
         print(os.getcwd())
 
     def do_lls(self, arg: str) -> None:
-        for name in sorted(os.listdir(arg.strip() or ".")):
-            print(name)
+        try:
+            for name in sorted(os.listdir(arg.strip() or ".")):
+                print(name)
+        except OSError as exc:
+            raise LocalError(f"cannot list {arg.strip() or '.'!r}: {exc.strerror}") from None
+
+    def do_lcd(self, arg: str) -> None:
+        target = os.path.expanduser(arg.strip() or "~")
+        try:
+            os.chdir(target)
+        except OSError as exc:
+            raise LocalError(f"cannot change to {target!r}: {exc.strerror}") from None
+        print(os.getcwd())
+
+    def do_open(self, arg: str) -> None:
+        words = arg.split()
+        if words:
+            self.host = words[0]
+        if len(words) > 1:
+            try:
+                self.port = int(words[1])
+            except ValueError:
+                raise ValueError(f"usage: open [HOST [PORT]] (port {words[1]!r} is not a number)") from None
+        if self.password is None:
+            self.password = ask_password(self.user)
+        self.cwd = "/"
+        self.reconnect()
 
     def do_help(self, arg: str) -> None:
         for op in SHELL_COMMANDS:
             usage, text = COMMANDS[op]
             print(f"  {usage:<20} {text}")
-        print(f"  {'lpwd / lls':<20} this machine's directory")
+        for usage, text in LOCAL_COMMANDS:
+            print(f"  {usage:<20} {text}")
 
     def do_quit(self, arg: str) -> bool:
-        print(self.client.quit())
+        if self.client.sock is not None:
+            try:
+                print(self.client.quit())
+            except (OSError, FtpError, ProtocolError, EOFError):
+                pass
+        self.drop()
         return True
 
     do_exit = do_quit
@@ -535,6 +721,31 @@ class FtpShell(cmd.Cmd):
     def do_EOF(self, arg: str) -> bool:  # noqa: N802 - cmd.Cmd's name for Ctrl-D
         print()
         return self.do_quit(arg)
+
+
+class _Failed(Exception):
+    """A command that explained its own failure (unknown command)."""
+
+
+def _one_path(command: str, arg: str) -> str:
+    path = arg.strip()
+    if not path:
+        raise ValueError(f"usage: {COMMANDS[command][0]}")
+    return path
+
+
+def _writable_destination(remote: str, local: str | None) -> str:
+    """Where a download goes: LOCAL, else the remote name in the current directory, or in /tmp
+    when the current directory is read-only (and we say so)."""
+    name = local or os.path.basename(remote.rstrip("/")) or "download"
+    folder = os.path.dirname(os.path.abspath(name))
+    if os.access(folder, os.W_OK):
+        return name
+    if local:
+        raise LocalError(f"cannot write into {folder}: read-only here; lcd to a folder you can write")
+    fallback = os.path.join(tempfile.gettempdir(), os.path.basename(name))
+    print(f"({folder} is read-only: downloading to {fallback}; lcd to choose another folder)")
+    return fallback
 
 
 def _transfer_args(command: str, arg: str) -> argparse.Namespace:
@@ -551,40 +762,76 @@ def _transfer_args(command: str, arg: str) -> argparse.Namespace:
         raise ValueError(f"usage: {COMMANDS[command][0]} [--cut-after N] ({exc})") from None
 
 
+def ask_password(user: str) -> str:
+    return getpass.getpass(f"password for {user}: ")
+
+
+def interactive_login(host: str, port: int, user: str, password: str | None) -> tuple[FtpClient, str]:
+    """Connect and log in; a wrong password asks again (the server allows LOGIN_ATTEMPTS per session)."""
+    client = FtpClient(host, port)
+    print(client.greeting)
+    attempts = 0
+    while True:
+        secret = password if password is not None else ask_password(user)
+        try:
+            print(client.login(user, secret))
+            return client, secret
+        except FtpError as exc:
+            print(exc)
+            if exc.code != Code.NOT_LOGGED_IN or password is not None:
+                raise
+            attempts += 1
+            if client.sock is None or attempts >= LOGIN_ATTEMPTS:
+                client.close()
+                client = FtpClient(host, port)     # the server closes after 3: a new session
+                print(f"(the server allows {LOGIN_ATTEMPTS} tries per session: connected again)")
+                attempts = 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="FTP exercise client (interactive, or -c for scripts)")
     parser.add_argument("--host", default="ftp-server")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--user", default=os.environ.get("FTP_USER", "alice"))
     parser.add_argument("--password", default=os.environ.get("FTP_PASSWORD"),
-                        help="default: $FTP_PASSWORD, else ask")
-    parser.add_argument("-c", "--commands", help='run "cmd; cmd; ..." and exit (non-zero if one failed)')
+                        help="default: $FTP_PASSWORD, else ask (a wrong one asks again)")
+    parser.add_argument("-c", "--commands", help='run "cmd; cmd; ..." and exit; stops at the first '
+                        "failed command, with exit status 1")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    password = args.password if args.password is not None else getpass.getpass(f"password for {args.user}: ")
+    for stream in (sys.stdin, sys.stdout):     # a stray non-UTF-8 byte is explained, not a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
-        client = FtpClient(args.host, args.port)
-        print(client.greeting)
-        print(client.login(args.user, password))
+        client, password = interactive_login(args.host, args.port, args.user, args.password)
+    except KeyboardInterrupt:
+        print()
+        return 130
     except (FtpError, OSError, ProtocolError, EOFError) as exc:
         print(f"cannot log in to {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    shell = FtpShell(client, show_progress=not args.no_progress and sys.stderr.isatty())
+    shell = FtpShell(client, show_progress=not args.no_progress and sys.stderr.isatty(), password=password)
     if args.commands is None:
         shell.show_progress = not args.no_progress
         try:
-            shell.cmdloop(f"logged in as {args.user}; type help")
+            shell.cmdloop_safely(f"logged in as {args.user}; type help")
         except KeyboardInterrupt:
             print()
-        client.close()
+        shell.drop()
         return 0
     for line in (c.strip() for c in args.commands.split(";")):
-        if line:
-            print(f"{shell.prompt}{line}")
-            if shell.onecmd(line):
-                break
-    client.close()
-    return 1 if shell.failures else 0
+        if not line:
+            continue
+        print(f"{shell.prompt}{line}")
+        stop = shell.onecmd(line)
+        if not shell.last_ok:
+            shell.do_quit("")
+            return 1
+        if stop:
+            break
+        shell.update_prompt()
+    shell.drop()
+    return 0
 
 
 if __name__ == "__main__":

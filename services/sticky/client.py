@@ -25,6 +25,7 @@ import struct
 import sys
 
 END_OF_REPLY = "--- end of reply ---"
+MAX_COMMAND = 4096 - len("frame \n")   # the server refuses command lines over 4096 bytes
 HEADER = struct.Struct("!I")    # '!' network byte order, 'I' unsigned 32-bit: the same on every machine
 
 
@@ -62,20 +63,59 @@ def run_commands(sock: socket.socket, commands: list[str]) -> None:
         print(END_OF_REPLY, flush=True)
 
 
-def interactive(sock: socket.socket) -> None:
+def bounded(command: str) -> str:
+    """The command cut to what the server accepts (at a character edge); say so when cut."""
+    data = command.encode("utf-8", "surrogateescape")
+    if len(data) <= MAX_COMMAND:
+        return command
+    print(f"(that line is {len(data)} bytes; the server accepts {MAX_COMMAND}, so only those are sent)")
+    return data[:MAX_COMMAND].decode("utf-8", "ignore")
+
+
+def interactive(sock: socket.socket, address: tuple[str, int]) -> None:
+    """The prompt. A lost server is explained and the next command connects again; Ctrl-C while
+    waiting gives up that reply (the connection too: the rest of it would come out later)."""
     print("connected; commands: big N, lines N, echo TEXT, sends A B, help; quit to leave")
+    interrupted = False
     while True:
         try:
             command = input(">> ").strip()
         except EOFError:
             return
+        except KeyboardInterrupt:
+            if interrupted:
+                print()
+                return
+            print("\n(Ctrl-C again, or quit, to leave)")
+            interrupted = True
+            continue
+        interrupted = False
         if not command:
-            continue                # sending nothing would make us wait for a reply that never comes
+            print("(an empty line: nothing to ask; try help)")   # no command, no reply to wait for
+            continue
         if command == "quit":
             return
-        reply = ask(sock, command)
+        try:
+            if sock is None:
+                sock = socket.create_connection(address, timeout=30)
+                print(f"(connected again to {address[0]}:{address[1]})")
+            reply = ask(sock, bounded(command).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        except KeyboardInterrupt:
+            print("\n(stopped waiting; the next command opens a new connection)")
+            sock = _closed(sock)
+            continue
+        except (OSError, EOFError) as exc:
+            print(f"(the server went away: {exc}; the next command connects again)")
+            sock = _closed(sock)
+            continue
         print(show(reply), end="" if reply.endswith(b"\n") else "\n")
         print(f"({len(reply)} bytes, exactly the length the server announced)")
+
+
+def _closed(sock: socket.socket | None) -> None:
+    if sock is not None:
+        sock.close()
+    return None
 
 
 def main() -> int:
@@ -85,12 +125,16 @@ def main() -> int:
     parser.add_argument("--command", action="append", default=[],
                         help="run this command and print its reply (repeatable); no prompt")
     args = parser.parse_args()
+    sys.stdin.reconfigure(errors="surrogateescape")
     try:
         with socket.create_connection((args.host, args.port), timeout=30) as sock:
             if args.command:
                 run_commands(sock, args.command)
             else:
-                interactive(sock)
+                interactive(sock, (args.host, args.port))
+    except KeyboardInterrupt:
+        print()
+        return 130
     except (OSError, EOFError) as exc:
         print(f"error talking to {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

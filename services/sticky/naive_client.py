@@ -41,9 +41,13 @@ def main() -> int:
         while True:
             try:
                 command = input(">> ").strip()
-            except EOFError:
+            except (EOFError, KeyboardInterrupt):     # Ctrl-D or Ctrl-C: leave without a traceback
+                print()
                 return 0
             if not command:
+                continue
+            if len(command.encode("utf-8")) > 4000:  # the server refuses lines over 4096 bytes
+                print("(that line is over 4000 bytes; the server refuses it, so it was not sent)")
                 continue
             if command == "quit":
                 return 0
@@ -54,4 +58,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # Ctrl-C while waiting for a reply
+        print()
+        sys.exit(130)
+    except OSError as exc:           # refused, reset, timed out: one sentence, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -22,9 +22,11 @@ import os
 import socket
 import sys
 
+MAX_DATAGRAM = 65507            # 65535 - 20 (IP header) - 8 (UDP header)
+
 
 def exchange(sock: socket.socket, server: tuple[str, int], text: str, timeout: float) -> None:
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", "surrogateescape")
     sent = sock.sendto(data, server)
     print(f"sent one datagram of {sent} bytes to {server[0]}:{server[1]}")
     sock.settimeout(timeout)
@@ -59,18 +61,36 @@ def main() -> int:
     except OSError as exc:
         print(f"cannot resolve {args.host}: {exc}", file=sys.stderr)
         return 1
+    sys.stdin.reconfigure(errors="surrogateescape")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         if args.send is not None:
             for text in args.send:
                 exchange(sock, server, text, args.timeout)
             return 0
         print(f"talking to {server[0]}:{server[1]} over UDP; each line is one datagram, Ctrl-D to leave")
+        interrupted = False
         while True:
             try:
                 text = input(">> ")
             except EOFError:
                 return 0
-            exchange(sock, server, text, args.timeout)
+            except KeyboardInterrupt:
+                if interrupted:
+                    print()
+                    return 0
+                print("\n(Ctrl-C again, or Ctrl-D, to leave)")
+                interrupted = True
+                continue
+            interrupted = False
+            if len(text.encode("utf-8", "surrogateescape")) > MAX_DATAGRAM:
+                print(f"(that line is over {MAX_DATAGRAM} bytes, the largest UDP payload; cut to it)")
+                text = text.encode("utf-8", "surrogateescape")[:MAX_DATAGRAM].decode("utf-8", "ignore")
+            try:
+                exchange(sock, server, text, args.timeout)
+            except KeyboardInterrupt:
+                print("\n(stopped waiting for that reply)")
+            except OSError as exc:
+                print(f"could not send: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":
