@@ -81,6 +81,13 @@ def _int(s):
     return int(s)
 
 
+def _float(s):
+    v = float(s)
+    if v in (float("inf"), float("-inf")) or v != v:
+        raise ValueError("number %s out of range (would be Infinity)" % s[:20])
+    return v
+
+
 def _pairs(pairs):
     d = {}
     for k, v in pairs:
@@ -127,7 +134,7 @@ def parse_header(raw):
         elif ch in "]}":
             depth -= 1
     try:
-        obj = json.loads(text, parse_constant=_no_const, parse_int=_int,
+        obj = json.loads(text, parse_constant=_no_const, parse_int=_int, parse_float=_float,
                          object_pairs_hook=_pairs)
         _depth(obj)
     except (ValueError, RecursionError) as e:
@@ -328,6 +335,7 @@ def part_names(disk):
 
 
 def inside(path, home):
+    path, home = os.fsdecode(path), os.fsdecode(home)
     return path == home or path.startswith(home.rstrip(os.sep) + os.sep)
 
 
@@ -663,6 +671,11 @@ class Session:
         except OSError as e:
             code, msg = os_reply(e)
             self.send(code, msg)
+        except (Close, Gone, EOFError):
+            raise
+        except Exception as e:   # a bug of ours: answer it, keep the session in step
+            print("internal error in %s: %r" % (op, e), flush=True)
+            self.send(451, "local error: %s" % type(e).__name__)
 
     # ---- simple ops
     def op_noop(self, h):
