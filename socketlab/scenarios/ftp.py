@@ -200,7 +200,11 @@ def isolation(run: LessonRun) -> Outcome:
     result = outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
                             f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
                             f"written outside: {escaped}", passed, extra, transcript)
-    if not result.passed:
+    if not result.passed and probe.observed.get("error") and not escaped:
+        result.fix = ("the server closed the connection during the isolation attempts (see the transcript for "
+                      "the last one): answer every path request with a reply, including a listing that holds "
+                      "a symlink leading out of the home")
+    elif not result.passed:
         result.fix = ("os.path.join(home, path) lets '../x' and '/etc/x' out of the home: normalise the path "
                       "(os.path.realpath, which also follows symlinks) and refuse it with 553 unless "
                       "os.path.commonpath([home, real]) == home")
@@ -301,7 +305,7 @@ def resume_download(run: LessonRun) -> Outcome:
 
 
 @scenario("progress", "the progress callback only grows and ends at 100 %; "
-                      "the bar redraws at most 10 times a second")
+                      "the bar redraws at most 10 times a second", roles=())   # the lab's client, shown
 def progress(run: LessonRun) -> Outcome:
     probe = run.probe("progress", timeout=120)
     o = probe.observed
