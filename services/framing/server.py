@@ -26,11 +26,14 @@ Sending modes, so clients can be tested against a hostile network (request heade
     oversize  announce a header length of 2**32-1, then wait for the client to give up
 
 One thread per connection; a client that sends bad bytes gets a framed error and is closed,
-the others carry on. Run: ``python3 server.py --port 20030``.
+the others carry on. Big replies are generated while they are sent, CHUNK bytes at a time, so
+a client that asks for 16 MiB and never reads costs one chunk of memory, not 16 MiB; at most
+MAX_CLIENTS are served at once. Run: ``python3 server.py --port 20030``.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import signal
@@ -38,6 +41,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 if __package__ in (None, ""):   # run as a script (python3 framing/server.py): find the package
@@ -52,13 +56,17 @@ from framing.codec import (  # noqa: E402
     FramingError,
     Header,
     encode_frame,
+    encode_header,
 )
+from framing.numbers import NumberError, parse_count  # noqa: E402
 from framing.sockio import send_frame  # noqa: E402
 
 MAX_CLIENTS = 64                  # connections served at once; more get a polite "busy"
 MAX_REQUEST_BODY = 16 * 2**20     # the decoder refuses larger request bodies up front
 MAX_BIG = 16 * 2**20
 MAX_LINES = 100_000
+CHUNK = 64 * 1024                 # replies go out in pieces of about this size: memory per client
+LINES_PER_CHUNK = 5000            # "lines N" is generated this many lines at a time (~64 KiB)
 IDLE_TIMEOUT = 60.0               # a silent client is dropped after this many seconds ...
 FRAME_TIMEOUT = 10.0              # ... and a started request must be complete within this
 TRICKLE_BYTES = 200               # "trickle": this many bytes go one per send() ...
@@ -87,36 +95,93 @@ def log(peer: str, message: str) -> None:
 
 # ------------------------------------------------------------------------------ commands
 
+@dataclass
+class Body:
+    """A reply body we can describe (size, sha256) before sending, and send in chunks.
+
+    The header carries size and sha256 *before* the body, but ``big 16777216`` must not mean a
+    16 MiB ``bytes`` per client: 64 slow clients would need 1 GiB in a 256 MiB container. So a
+    body is a recipe: ``chunks()`` generates it piece by piece while we send, and the digest
+    is computed by a first streaming pass (and remembered, since ``big N`` is always the same).
+    """
+    size: int
+    sha256: str
+    chunks: Callable[[], Iterator[bytes]]
+
+    @classmethod
+    def of(cls, data: bytes) -> Body:
+        return cls(len(data), hashlib.sha256(data).hexdigest(), lambda: iter([data]))
+
+
+def big_chunks(n: int) -> Iterator[bytes]:
+    """N bytes of PATTERN, repeated (a client can check every byte), CHUNK bytes at a time."""
+    block = PATTERN * (CHUNK // len(PATTERN))       # a whole number of patterns: chunks line up
+    for start in range(0, n, len(block)):
+        yield block[:n - start]
+
+
+def lines_chunks(n: int) -> Iterator[bytes]:
+    """"line 1\n" ... "line N\n", about CHUNK bytes at a time."""
+    for first in range(1, n + 1, LINES_PER_CHUNK):
+        last = min(n, first + LINES_PER_CHUNK - 1)
+        yield "".join(f"line {i}\n" for i in range(first, last + 1)).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def digest_of(kind: str, n: int) -> tuple[int, str]:
+    """(size, sha256) of a generated body, in one streaming pass; cached per (kind, N)."""
+    hasher, size = hashlib.sha256(), 0
+    for chunk in GENERATORS[kind](n):
+        hasher.update(chunk)
+        size += len(chunk)
+    return size, hasher.hexdigest()
+
+
+GENERATORS = {"big": big_chunks, "lines": lines_chunks}
+
+
+def generated(kind: str, n: int) -> Body:
+    size, sha256 = digest_of(kind, n)
+    return Body(size, sha256, lambda: GENERATORS[kind](n))
+
+
 def big_output(n: int) -> bytes:
-    """N bytes of PATTERN, repeated (a client can check every byte)."""
-    return (PATTERN * (n // len(PATTERN) + 1))[:n]
+    """The whole body of ``big N`` at once (for tools and tests; the server streams it)."""
+    return b"".join(big_chunks(n))
 
 
 def lines_output(n: int) -> bytes:
-    return "".join(f"line {i}\n" for i in range(1, n + 1)).encode()
+    return b"".join(lines_chunks(n))
 
 
 def count_argument(arg: str, limit: int) -> int:
-    if not arg.isdigit() or int(arg) > limit:
-        raise RequestError(f"expected a number from 0 to {limit}, got {arg!r}")
-    return int(arg)
+    try:
+        return parse_count(arg, limit)      # ASCII digits only: "²" and 5000 nines are refused
+    except NumberError as exc:
+        raise RequestError(str(exc)) from None
 
 
-def run_command(cmd: str, body_size: int, body_sha256: str) -> tuple[dict, bytes]:
+def run_body(cmd: str, body_size: int, body_sha256: str) -> tuple[dict, Body]:
     """Return (extra reply fields, reply body) for a whitelisted command."""
     name, _, arg = cmd.strip().partition(" ")
     if name == "help":
-        return {}, HELP.encode()
+        return {}, Body.of(HELP.encode())
     if name == "echo":
-        return {}, arg.encode("utf-8", "replace")
+        return {}, Body.of(arg.encode("utf-8", "replace"))
     if name == "big":
-        return {}, big_output(count_argument(arg, MAX_BIG))
+        return {}, generated("big", count_argument(arg, MAX_BIG))
     if name == "lines":
-        return {}, lines_output(count_argument(arg, MAX_LINES))
+        return {}, generated("lines", count_argument(arg, MAX_LINES))
     if name == "hash":
         return ({"body_size": body_size, "body_sha256": body_sha256},
-                f"{body_size} {body_sha256}\n".encode())
+                Body.of(f"{body_size} {body_sha256}\n".encode()))
     raise RequestError(f"unknown command {name[:40]!r}; try 'help'")
+
+
+def run_command(cmd: str, body_size: int, body_sha256: str) -> tuple[dict, bytes]:
+    """``run_body`` with the body in memory (for the seed-style server in tests/negative)."""
+    extra, body = run_body(cmd, body_size, body_sha256)
+    return extra, b"".join(body.chunks())
 
 
 # ----------------------------------------------------------------------- reading requests
@@ -161,30 +226,76 @@ def read_request(conn: socket.socket, decoder: FrameDecoder) -> Request | None:
 
 # ----------------------------------------------------------------------- sending replies
 
-def send_reply(conn: socket.socket, fields: dict, body: bytes, mode: str) -> bool:
+class ChunkedSender:
+    """sendall() in pieces of about CHUNK bytes: small writes are gathered, big ones go as is.
+
+    Gathering matters for small frames: header and body in one write, not two (two small
+    writes can meet Nagle's algorithm and the peer's delayed ACK and wait ~40 ms). Bounding
+    matters for big ones: sendall() blocks while the client does not read (backpressure), so
+    a slow reader costs us one chunk, not the whole reply.
+    """
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.pending += data
+        if len(self.pending) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.conn.sendall(self.pending)
+            self.pending.clear()
+
+
+def frame_pieces(fields: dict, body: Body, limit: int | None = None) -> Iterator[bytes]:
+    """The reply frame as pieces: prefix + header, then the body (its first ``limit`` bytes)."""
+    yield encode_header(fields, body.size, body.sha256)
+    left = body.size if limit is None else limit
+    for chunk in body.chunks():
+        if left <= 0:
+            return
+        yield chunk[:left]
+        left -= len(chunk)
+
+
+def send_reply(conn: socket.socket, fields: dict, body: Body, mode: str) -> bool:
     """Send a reply frame the way ``mode`` asks; return False if the connection must close."""
+    out = ChunkedSender(conn)
     if mode == "normal":
-        send_frame(conn, fields, body)
+        for piece in frame_pieces(fields, body):
+            out.write(piece)
     elif mode == "trickle":
-        frame = encode_frame(fields, body)
         # Without TCP_NODELAY, Nagle's algorithm would glue our tiny sends back together.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(min(TRICKLE_BYTES, len(frame))):
-            conn.sendall(frame[i:i + 1])
-            time.sleep(TRICKLE_PAUSE)
-        conn.sendall(frame[TRICKLE_BYTES:])
+        trickled = 0
+        for piece in frame_pieces(fields, body):
+            while trickled < TRICKLE_BYTES and piece:
+                conn.sendall(piece[:1])
+                time.sleep(TRICKLE_PAUSE)
+                piece, trickled = piece[1:], trickled + 1
+            out.write(piece)
     elif mode == "pipeline":
+        for piece in frame_pieces(dict(fields, more=True, part=1), body):
+            out.write(piece)
         second = {"ok": True, "cmd": fields.get("cmd"), "part": 2}
-        conn.sendall(encode_frame(dict(fields, more=True, part=1), body) + encode_frame(second, SECOND_FRAME))
+        out.write(encode_frame(second, SECOND_FRAME))      # back to back with the first
     elif mode == "truncate":
-        frame = encode_frame(fields, body)
-        header_size = len(frame) - len(body)
-        conn.sendall(frame[:header_size + len(body) // 2] if body else frame[:header_size // 2])
+        header = encode_header(fields, body.size, body.sha256)
+        if body.size:       # the full header, then half the body
+            for piece in frame_pieces(fields, body, limit=body.size // 2):
+                out.write(piece)
+        else:               # no body to cut: cut the header instead
+            out.write(header[:len(header) // 2])
+        out.flush()
         return False
     elif mode == "oversize":
         conn.sendall(HEADER_LENGTH.pack(2**32 - 1) + b'{"ok": true, "size": 0')
         wait_for_client_to_close(conn)
         return False
+    out.flush()
     return True
 
 
@@ -220,7 +331,7 @@ def answer(conn: socket.socket, request: Request) -> bool:
             raise RequestError('the request header needs "cmd": a string such as "echo hi"')
         if mode not in MODES:
             raise RequestError(f"unknown mode {str(mode)[:40]!r}; modes: {', '.join(MODES)}")
-        extra, body = run_command(cmd, request.body_size, request.body_sha256)
+        extra, body = run_body(cmd, request.body_size, request.body_sha256)
     except RequestError as exc:
         send_error(conn, str(exc))
         return True
