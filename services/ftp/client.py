@@ -535,7 +535,8 @@ class FtpShell(cmd.Cmd):
                 self.drop()
                 print("(the server closed the session; the next command reconnects)")
         except TransferCut as exc:
-            print(f"{exc} (a demonstration of a crash); run the same command again to resume")
+            print(f"{chr(10) if self.show_progress else ''}{exc} (a demonstration of a crash); "
+                  "run the same command again to resume")
             self.drop()
             self._reconnect_quietly()
         except LocalError as exc:
@@ -778,13 +779,16 @@ def interactive_login(host: str, port: int, user: str, password: str | None) -> 
             return client, secret
         except FtpError as exc:
             print(exc)
-            if exc.code != Code.NOT_LOGGED_IN or password is not None:
-                raise
+            wrong = exc.code == Code.NOT_LOGGED_IN
+            closed = exc.code == Code.SERVICE_UNAVAILABLE or client.sock is None
+            if password is not None or not (wrong or closed):
+                raise                              # a password from the command line: no prompt
             attempts += 1
-            if client.sock is None or attempts >= LOGIN_ATTEMPTS:
+            if closed or attempts >= LOGIN_ATTEMPTS:
                 client.close()
                 client = FtpClient(host, port)     # the server closes after 3: a new session
-                print(f"(the server allows {LOGIN_ATTEMPTS} tries per session: connected again)")
+                print(f"(the server allows {LOGIN_ATTEMPTS} tries per session: connected again; "
+                      "Ctrl-C to give up)")
                 attempts = 0
 
 

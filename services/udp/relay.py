@@ -8,9 +8,11 @@ Put it between a client and a server; the client talks to the relay, the relay t
 
 Why not `tc qdisc ... netem loss 30%`? netem is the kernel's network emulator, and many kernels
 (this lab's machines, WSL2, Docker Desktop) do not ship it ("Specified qdisc kind is unknown");
-`python lab.py doctor` says whether yours has it. The relay is plain Python and runs everywhere,
-and unlike netem it is *reproducible*: every datagram's fate comes from a random generator
-seeded with --seed, so datagram number 7 of a flow meets the same fate on every run.
+`python lab.py doctor` says whether yours has it. The relay is plain Python and runs everywhere.
+It is reproducible: every datagram's fate comes from a random generator seeded with --seed, so
+datagram number 7 of a flow meets the same fate on every run. (netem can be seeded too, with
+`netem ... seed N` in recent iproute2/kernels; the reason for the relay is only that netem is
+absent here.)
 
 A flow is one client address (ip:port). Each new flow starts its own generators (one per
 direction) from the seed, so a client that opens a new socket sees the same fates again.
