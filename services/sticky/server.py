@@ -34,15 +34,24 @@ Why the seed's server is dangerous or broken, and what this file does instead:
     listening on 0.0.0.0:20020
 """
 import argparse
+import os
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-MAX_LINE = 4096                 # a command line longer than this is refused
+if __package__ in (None, ""):   # run as a script (python3 sticky/server.py): find the packages
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from framing.numbers import NumberError, parse_count  # noqa: E402   (the same parser as framing)
+
+MAX_LINE = 4096                 # a command line longer than this (without its "\n") is refused
+LINE_TIMEOUT = 10.0             # once a line has started, all of it must arrive within this
+CHUNK = 64 * 1024               # big/lines replies are generated and sent this much at a time
 MAX_BIG = 8 * 1024 * 1024       # big N: at most 8 MiB (the container has 256 MiB)
 MAX_LINES = 100_000
 MAX_SENDS = 16
@@ -56,51 +65,87 @@ class CommandError(ValueError):
     """A bad command: the message goes back to the client, the connection stays open."""
 
 
+class LineError(CommandError):
+    """A line too long or too slow: we answer, then hang up (we no longer know where it ends)."""
+
+    def __init__(self, message: str, partial_line: bytes) -> None:
+        super().__init__(message)
+        self.framed = is_framed(partial_line)   # answer in the mode the line asked for
+
+
 @dataclass
 class Reply:
     parts: list[bytes]                      # each part is handed to its own sendall() call
     gap: float = 0.0                        # pause between parts (paced-sends)
     note: str = ""                          # for the server's log
+    stream: Iterable[bytes] = ()            # a big reply, generated while it is sent
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.size = sum(len(p) for p in self.parts)
 
 
+def generated(chunks: Iterable[bytes], size: int, note: str) -> Reply:
+    """A reply of ``size`` bytes made piece by piece while we send it.
+
+    Why not build it first? ``big 8388608`` as one bytes object is 8 MiB per client (and the
+    seed-style join/slice doubles that): 64 clients that never read would need more than the
+    container's 256 MiB. Generated in CHUNK pieces, with sendall() waiting while the client
+    does not read (backpressure), each client costs one chunk. A reply that fits in one chunk
+    is simply built at once.
+    """
+    if size <= CHUNK:
+        return Reply([b"".join(chunks)], note=note)
+    reply = Reply([], note=note, stream=chunks)
+    reply.size = size
+    return reply
+
+
 # --- the whitelisted commands: plain functions, text in, bytes out ------------------------------
 
-def big_pattern(size: int) -> bytes:
-    """``size`` bytes of 64-byte lines; every line starts with its own byte offset.
+def big_chunks(size: int) -> Iterator[bytes]:
+    """``size`` bytes of 64-byte lines, CHUNK bytes at a time; every line starts with its offset.
 
     So any piece of the reply tells you where it came from: a chunk that starts with
     ``big@00001024`` is the reply's bytes 1024 onwards.
     """
-    lines = []
-    for offset in range(0, size, LINE):
-        label = f"big@{offset:08d} ".encode("ascii")
-        letter = bytes([ord("A") + (offset // LINE) % 26])
-        lines.append(label + letter * (LINE - len(label) - 1) + b"\n")
-    return b"".join(lines)[:size]
+    for start in range(0, size, CHUNK):
+        lines = []
+        for offset in range(start, min(size, start + CHUNK), LINE):
+            label = f"big@{offset:08d} ".encode("ascii")
+            letter = bytes([ord("A") + (offset // LINE) % 26])
+            lines.append(label + letter * (LINE - len(label) - 1) + b"\n")
+        yield b"".join(lines)[:size - start]
+
+
+def big_pattern(size: int) -> bytes:
+    return b"".join(big_chunks(size))
+
+
+def lines_chunks(n: int) -> Iterator[bytes]:
+    """"line 1 of N\n" ... "line N of N\n", 2000 lines (well under CHUNK) at a time."""
+    for first in range(1, n + 1, 2000):
+        yield "".join(f"line {i} of {n}\n" for i in range(first, min(n, first + 1999) + 1)).encode()
 
 
 def count_argument(args: list[str], limit: int) -> int:
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1:
         raise CommandError("expected one whole number, e.g. big 5120")
-    n = int(args[0])
-    if n > limit:
-        raise CommandError(f"{n} is too large (at most {limit})")
-    return n
+    try:
+        return parse_count(args[0], limit)     # ASCII digits only: "²" or 5000 nines are refused
+    except NumberError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_big(args: list[str]) -> Reply:
     n = count_argument(args, MAX_BIG)
-    return Reply([big_pattern(n)], note=f"{n} bytes in 1 sendall")
+    return generated(big_chunks(n), n, note=f"{n} bytes")
 
 
 def cmd_lines(args: list[str]) -> Reply:
     n = count_argument(args, MAX_LINES)
-    text = "".join(f"line {i} of {n}\n" for i in range(1, n + 1))
-    return Reply([text.encode("utf-8")], note=f"{n} lines in 1 sendall")
+    size = sum(len(chunk) for chunk in lines_chunks(n))   # a first pass: the size, not the text
+    return generated(lines_chunks(n), size, note=f"{n} lines")
 
 
 def cmd_echo(args: list[str]) -> Reply:
@@ -162,6 +207,8 @@ def send_reply(conn: socket.socket, reply: Reply, framed: bool) -> None:
         if i and reply.gap:
             time.sleep(reply.gap)
         conn.sendall(part)
+    for chunk in reply.stream:      # blocks while the client does not read: one chunk in memory
+        conn.sendall(chunk)
 
 
 def set_nodelay(conn: socket.socket, args: list[str]) -> Reply:
@@ -172,32 +219,61 @@ def set_nodelay(conn: socket.socket, args: list[str]) -> Reply:
     return Reply([f"TCP_NODELAY is now {1 if value else 0} on the server's socket\n".encode("ascii")])
 
 
+def is_framed(raw: bytes) -> bool:
+    """Does this (maybe partial, maybe not UTF-8) line ask for a framed reply? Errors too must be
+    framed then: a framed reader would take the 4 bytes "erro" as a length of 1.7 GB."""
+    return raw.strip().partition(b" ")[0] == b"frame"
+
+
 def read_lines(conn: socket.socket) -> Iterator[bytes]:
-    """Yield each command line (without its newline). Ends when the client closes (recv -> b'')."""
+    """Yield each command line (without its newline). Ends when the client closes (recv -> b'').
+
+    Two limits, so one client cannot hold memory or a slot for ever: a line may be at most
+    MAX_LINE bytes, and once its first byte arrived the whole line must arrive within
+    LINE_TIMEOUT seconds (one byte every few minutes would otherwise beat any idle timeout).
+    Between lines a client may stay silent for IDLE_TIMEOUT.
+    """
     buffer = bytearray()
+    deadline = 0.0
     while True:
-        newline = buffer.find(b"\n")
+        newline = buffer.find(b"\n", 0, MAX_LINE + 1)   # look only where a legal line can end
         if newline >= 0:
             line = bytes(buffer[:newline]).rstrip(b"\r")
             del buffer[:newline + 1]
+            deadline = 0.0
             yield line
             continue
         if len(buffer) > MAX_LINE:
-            raise CommandError(f"command line longer than {MAX_LINE} bytes")
-        chunk = conn.recv(4096)
+            raise LineError(f"command line longer than {MAX_LINE} bytes", bytes(buffer[:64]))
+        if buffer:
+            if not deadline:
+                deadline = time.monotonic() + LINE_TIMEOUT
+            conn.settimeout(max(0.001, deadline - time.monotonic()))
+        else:
+            conn.settimeout(IDLE_TIMEOUT)
+        try:
+            chunk = conn.recv(4096)
+        except TimeoutError:
+            if buffer:
+                raise LineError(f"command line not finished within {LINE_TIMEOUT:g} s",
+                                bytes(buffer[:64])) from None
+            raise
         if not chunk:          # b'' is how recv() says "the other side closed": end of stream
             return
         buffer += chunk
 
 
+def error_reply(message: str) -> Reply:
+    return Reply([f"error: {message}\n".encode()], note="error")
+
+
 def handle_connection(conn: socket.socket, peer: str) -> None:
-    conn.settimeout(IDLE_TIMEOUT)
     try:
         for raw in read_lines(conn):
-            framed = False
+            framed = is_framed(raw)          # decided on the bytes: even a non-UTF-8 line
             try:
                 text = raw.decode("utf-8")
-                framed, command = parse_frame(text)
+                _, command = parse_frame(text)
                 words = command.split()
                 if words[:1] == ["nodelay"]:
                     reply = set_nodelay(conn, words[1:])
@@ -205,15 +281,17 @@ def handle_connection(conn: socket.socket, peer: str) -> None:
                     reply = run_command(command)
             except (UnicodeDecodeError, CommandError) as exc:
                 reason = "command is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-                reply = Reply([f"error: {reason}\n".encode()], note="error")
+                reply = error_reply(reason)
             print(f"{peer} > {raw[:60].decode('utf-8', 'replace')!r}: {reply.size} bytes"
                   f"{' framed' if framed else ' raw'}{', ' + reply.note if reply.note else ''}", flush=True)
             send_reply(conn, reply, framed)
-    except CommandError as exc:                  # a line that never ends: say so, then hang up
+    except LineError as exc:       # too long or too slow: answer, then close (we are out of step)
+        print(f"{peer}: {exc}, closing", flush=True)
         try:
-            conn.sendall(f"error: {exc}\n".encode())
+            send_reply(conn, error_reply(str(exc)), exc.framed)
         except OSError:
             pass
+        say_goodbye(conn)
     except (TimeoutError, ConnectionError, OSError) as exc:
         print(f"{peer}: {type(exc).__name__}: {exc}", flush=True)
     finally:
@@ -221,35 +299,58 @@ def handle_connection(conn: socket.socket, peer: str) -> None:
         print(f"{peer} disconnected", flush=True)
 
 
+def say_goodbye(conn: socket.socket) -> None:
+    """Close so that our last reply arrives: FIN first, then discard what the client still sends.
+
+    Closing with unread bytes in our receive queue makes the kernel send RST, and an RST can
+    destroy the error we just sent before the client reads it.
+    """
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1.0)
+        for _ in range(256):                 # at most 1 MiB, at most a second per recv
+            if not conn.recv(4096):
+                break
+    except OSError:
+        pass
+
+
 # --- the listening socket: one thread per client -------------------------------------------------
 
 def serve(host: str, port: int) -> None:
-    slots = threading.BoundedSemaphore(MAX_CLIENTS)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((host, port))
         server.listen(16)
         print(f"listening on {host}:{server.getsockname()[1]}", flush=True)   # port 0: the kernel picked one
-        while True:
-            conn, (ip, peer_port) = server.accept()
-            peer = f"{ip}:{peer_port}"
-            if not slots.acquire(blocking=False):
-                with conn:                      # a polite refusal, then the next client
-                    conn.settimeout(1)
-                    try:
-                        conn.sendall(b"error: too many clients, try again later\n")
-                    except OSError:
-                        pass
-                continue
-            print(f"{peer} connected", flush=True)
+        serve_forever(server)
 
-            def work(conn: socket.socket = conn, peer: str = peer) -> None:
+
+def serve_forever(server: socket.socket) -> None:
+    """Accept clients for ever, each in its own thread, at most MAX_CLIENTS at once."""
+    slots = threading.BoundedSemaphore(MAX_CLIENTS)
+    while True:
+        conn, (ip, peer_port, *_) = server.accept()
+        peer = f"{ip}:{peer_port}"
+        if not slots.acquire(blocking=False):
+            with conn:                      # a polite refusal, then the next client
+                conn.settimeout(1)
                 try:
-                    handle_connection(conn, peer)
-                finally:
-                    slots.release()
+                    conn.sendall(b"error: too many clients, try again later\n")
+                except OSError:
+                    pass
+            continue
+        print(f"{peer} connected", flush=True)
 
-            threading.Thread(target=work, daemon=True).start()
+        def work(conn: socket.socket = conn, peer: str = peer) -> None:
+            try:
+                handle_connection(conn, peer)
+            except Exception as exc:        # a bug in one connection must not stop the others
+                print(f"{peer}: internal error: {exc!r}", flush=True)
+            finally:
+                slots.release()
+
+        threading.Thread(target=work, daemon=True).start()
 
 
 def main() -> None:
