@@ -21,6 +21,11 @@ local file sent nothing while the server waited for a header, and the next comma
 one). Here a put checks the local file *before* saying anything, and the state machine refuses
 out-of-turn messages locally.
 
+The shell never exits on a mistake: a missing local file, a wrong password (asked again), an
+unknown command, a non-UTF-8 or over-long line, Ctrl-C (cancels a transfer, keeps the session;
+a second Ctrl-C at the prompt leaves), a server that went away (it reconnects and logs in again
+at the next command, or on ``open``). ``-c`` scripts stop at the first failed command, status 1.
+
 Resume (断点续传) is automatic: an interrupted download leaves ``.<name>.part`` (+ ``.part.json``
 with the file's size and digest) next to the destination; the next get of the same file asks
 for the rest only. An interrupted upload is resumed by the server: put the same file again.
