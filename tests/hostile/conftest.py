@@ -39,8 +39,9 @@ def rss_of(marker: str) -> None:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode()
-            if marker in cmdline and "python" in cmdline and "-c" not in cmdline.split():
+                argv = f.read().decode().split("\0")
+            # the interpreter itself: not docker-init ("docker-init -- python3 ..."), not us (-c)
+            if argv[0].rsplit("/", 1)[-1].startswith("python") and marker in argv:
                 with open(f"/proc/{pid}/status") as f:
                     fields = dict(line.split(":", 1) for line in f if ":" in line)
                 print(j.dumps({"pid": int(pid), "rss_kib": int(fields["VmRSS"].split()[0])}))
@@ -56,7 +57,11 @@ def program(function, *args) -> list[str]:
 
 @pytest.fixture
 def slow_readers():
-    """``attack(run, payload, marker, count=64, hold=20) -> dict`` with the worst RSS seen."""
+    """``attack(run, payload, marker, count=64, hold=20) -> dict`` with the worst RSS seen.
+
+    The attackers are stopped before it returns, so the caller can check that the server serves
+    again (while they hold every slot, a new client gets the polite "busy" refusal).
+    """
     started: list = []
 
     def attack(run, payload: bytes, marker: str, count: int = 64, hold: float = 20.0) -> dict:
@@ -74,9 +79,27 @@ def slow_readers():
                 after_sent += sent
             time.sleep(0.5)
         log = client.read_file("/tmp/hog.log").decode("utf-8", "replace")
+        client.stop("hog")                  # the attackers leave: their slots must come back
         return {"sent": sent, "samples_kib": samples, "worst_mib": max(samples, default=0) / 1024,
                 "hog_log": log}
 
     yield attack
     for node in started:
         node.stop("hog")
+
+
+def served_again(run, argv: list[str], expect: str, tries: int = 20):
+    """Run a fresh client until it gets ``expect`` (slots free up as the server notices the
+    attackers are gone); return the last RunResult."""
+    result = None
+    for _ in range(tries):
+        result = run.client.run(argv, timeout=30)
+        if result.exit_code == 0 and expect in result.stdout:
+            break
+        time.sleep(0.5)
+    return result
+
+
+@pytest.fixture
+def fresh_client():
+    return served_again

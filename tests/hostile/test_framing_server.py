@@ -260,13 +260,13 @@ def test_more_connections_than_the_cap_get_a_polite_refusal(addr):
 # --- memory: slow readers against the real container (256 MiB) ----------------------------------
 
 @pytest.mark.integration
-def test_64_clients_that_never_read_16_mib_replies_leave_memory_bounded(lesson_lab, slow_readers):
+def test_64_clients_that_never_read_16_mib_replies_leave_memory_bounded(lesson_lab, slow_readers, fresh_client):
     run = lesson_lab("framing").run
     request = encode_frame({"cmd": f"big {fs.MAX_BIG}", "mode": "pipeline"})
     seen = slow_readers(run, request, "framing/server.py", count=64)
-    print("framing slow readers:", seen)
+    print(f"framing slow readers: worst VmRSS {seen['worst_mib']:.1f} MiB of 256 MiB", seen["samples_kib"])
     assert seen["sent"], seen["hog_log"]
     assert seen["samples_kib"] and seen["worst_mib"] < 64, seen          # limit: 256 MiB
-    reply = run.client.run(["python3", "framing/client.py", "--host", run.server_host,
-                            "--port", str(run.port()), "--command", "big 100000"], timeout=60)
-    assert reply.exit_code == 0 and len(reply.stdout) >= 100000, reply
+    reply = fresh_client(run, ["python3", "framing/client.py", "--host", run.server_host,
+                            "--port", str(run.port()), "--command", "echo alive"], "alive")
+    assert reply.exit_code == 0 and "alive" in reply.stdout, reply
