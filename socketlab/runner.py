@@ -243,7 +243,14 @@ class Checker:
                                f"python lab.py check {lesson.id} {graded.split(' and ')[0]} my_program.py")
         builder = ImageBuilder(self.client, self.say)
         image_id = builder.ensure_all()
-        overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
+        try:
+            overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
+        except LabError as exc:
+            if "parent" not in exc.message:
+                raise
+            # the lessons image was rebuilt under us (a lesson file changed meanwhile): once more, on the new one
+            image_id = builder.ensure_all()
+            overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
         manager = LabManager(self.client, self.topology, Instance.throwaway("check", self.project))
         overrides = {}
         if overlay:

@@ -46,7 +46,11 @@ def bytes_not_str(run: LessonRun) -> Outcome:
     probe = run.probe("bytes-not-str")
     if probe.ok:
         return Outcome.from_probe(probe, "send('hello') raised TypeError; the encoded bytes got a bytes reply")
-    return Outcome(False, f"the server did not answer b'hello': {probe.observed.get('error')}",
+    error = str(probe.observed.get("error"))
+    if "refused" in error.lower() or "unreachable" in error.lower():
+        what, fix = unreachable(run)
+        return Outcome(False, f"could not connect: {error}; {what}", probe.observed, probe.transcript, fix)
+    return Outcome(False, f"the server did not answer b'hello': {error}",
                    probe.observed, probe.transcript, "recv() the bytes and sendall() a reply")
 
 

@@ -32,7 +32,9 @@ CONTRACT = Contract("framing", (
         "answer a bad frame — a header length of 0 or over 64 KiB, a header that is not UTF-8, not JSON, "
         "not an object, or nested deeper than 32, a missing or non-string `cmd`, an unknown command, a "
         "body whose sha256 does not match, huge or NaN sizes — with a frame `{\"ok\": false, \"error\": "
-        "\"...\"}` (then it may close that connection), without reading a huge announced length first;",
+        "\"...\"}` (then it may close that connection), without reading a huge announced length first "
+        "(a client that sends a body shorter than announced and then closes may get an error frame or just "
+        "a close);",
         "keep serving everyone else: a client that sends nothing, or vanishes mid-frame, must not "
         "stop the server or block other clients (threads, `socketserver`, `selectors` or `asyncio`).",
     ), (
@@ -129,8 +131,9 @@ def trickled_request(run: LessonRun) -> Outcome:
     if o.get("error") and not o.get("answered") and "closed" not in str(o.get("problem")):
         what, fix = unreachable(run)
         return Outcome(False, f"{o['error']}; {what}", o, probe.transcript, fix)
-    return Outcome(False, f"a request sent one byte per send() was {o.get('problem') or 'not answered'}: "
-                          f"{o.get('error') or o.get('reply_body')!r}", o, probe.transcript,
+    detail = o.get("error") or o.get("probe_error") or o.get("reply_body")
+    return Outcome(False, f"a request sent one byte per send() was {o.get('problem') or 'not answered'}"
+                          + (f": {detail!r}" if detail else ""), o, probe.transcript,
                    "recv(4) may return 1, 2 or 3 bytes: loop until you have all 4 prefix bytes, then all n "
                    "header bytes, then all `size` body bytes (a recv_exact helper); MSG_WAITALL is no "
                    "substitute, on a socket with a timeout it returns short")

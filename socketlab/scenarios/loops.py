@@ -134,6 +134,10 @@ def many_clients(run: LessonRun) -> Outcome:
 def iterative(run: LessonRun) -> Outcome:
     probe = run.probe("iterative", "--wait", "1")
     o = probe.observed
+    if o.get("b_timed_out") is False:
+        return Outcome(False, f"B was answered {o.get('b_reply_after_a_left')!r} while A was still connected: "
+                              "this server serves clients at the same time (allowed; the lesson's iterative "
+                              "server makes B wait)", o, probe.transcript)
     return Outcome.from_probe(probe, f"B {o.get('b_state_while_waiting')}, recv timed out: "
                                      f"{o.get('b_timed_out')}; after A left B got "
                                      f"{o.get('b_reply_after_a_left')!r}")

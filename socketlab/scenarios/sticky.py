@@ -83,6 +83,11 @@ def client_exact_replies(run: LessonRun) -> Outcome:
         fix = "print the line '--- end of reply ---' after each reply"
         summary = (f"found {o.get('replies_printed')} '--- end of reply ---' lines for "
                    f"{len(o.get('commands') or [])} commands")
+    elif o.get("printed_before_reply"):
+        fix = ("print only the reply: the 4-byte length (or anything else) printed before it is not part of "
+               "the reply")
+        summary = (f"{sum(exact)}/{len(exact)} replies printed exactly; before the replies to "
+                   f"{', '.join(o['printed_before_reply'])} the client printed extra bytes")
     else:
         fix = ("one recv() is not one reply: read until the whole reply is in (send 'frame CMD' and read "
                "the 4-byte length first, then exactly that many bytes)")

@@ -97,7 +97,8 @@ def boundaries(run: LessonRun) -> Outcome:
     if not probe.ok:
         outcome.summary = f"expected the echoes b'a', b'bb', b'ccc' and b''; {outcome.summary}"
         outcome.fix = ("echo every datagram as it came, one sendto() per recvfrom(), including an empty one "
-                       "(b'' is a real datagram in UDP, not the end of anything)")
+                       "(b'' is a real datagram in UDP, not the end of anything; note that asyncio's "
+                       "transport.sendto(b'') sends nothing in Python 3.11: use the socket's sendto)")
     return outcome
 
 

@@ -427,6 +427,7 @@ BAD_INPUTS: list[tuple[str, bytes, bool]] = [
     ("body-shorter-then-close", encode_header({"cmd": "hash"}, 1000) + b"x" * 10, True),
 ]
 RECOVERABLE = {"missing-cmd", "cmd-not-a-string", "unknown-command", "bad-checksum"}
+CLOSE_IS_ENOUGH = {"body-shorter-then-close"}
 
 
 def collect_replies(sock: socket.socket, timeout: float, wanted: int | None) -> tuple[list[dict], str]:
@@ -462,7 +463,9 @@ def try_bad_input(host: str, port: int, name: str, data: bytes, half_close: bool
             request(sock, "echo still in step")
         headers, ended = collect_replies(sock, timeout, 2 if name in RECOVERABLE else None)
     errors = [h.get("error") for h in headers if h.get("ok") is False]
-    continued = any(h.get("ok") is True and h.get("cmd") == "echo still in step" for h in headers)
+    # the follow-up request is answered when an ok reply comes after the error (the contract does not
+    # ask reply headers to repeat the command, so the reply is not looked up by its "cmd")
+    continued = len(headers) >= 2 and headers[0].get("ok") is False and headers[-1].get("ok") is True
     return {"case": name, "sent_bytes": len(data), "replies": len(headers),
             "error": str(errors[0])[:200] if errors else None, "continued": continued, "ended": ended}
 
@@ -503,7 +506,9 @@ def bad_input(host: str, port: int, timeout: float = 3.0) -> bool:
         print(f"{name:<27} {preview(data, 24):<34} -> {note}; connection {case['ended']}")
         if case["ended"] == "left open" and not case["error"]:
             silent_from = name             # the server stopped answering: do not wait on every case
-    rejected = [c["case"] for c in cases if c.get("error")]
+    # a client that vanished mid-body cannot be told much: a clean close is as good as an error frame
+    rejected = [c["case"] for c in cases if c.get("error") or (c["case"] in CLOSE_IS_ENOUGH
+                                                                   and c.get("ended") == "closed")]
 
     # An idle client must not stop others being served (an iterative server waits in its recv).
     with connect(host, port):
@@ -513,7 +518,7 @@ def bad_input(host: str, port: int, timeout: float = 3.0) -> bool:
     print(f"after all that, a fresh connection gets an answer: {alive}")
     ok = len(rejected) == len(cases) and others_served and alive
     return result(ok, cases=cases, rejected_with_error=rejected,
-                  not_rejected=[c["case"] for c in cases if not c.get("error")],
+                  not_rejected=[c["case"] for c in cases if c["case"] not in rejected],
                   continued_after_recoverable=[c["case"] for c in cases if c.get("continued")],
                   served_while_another_idles=others_served, still_serves=alive)
 

@@ -178,14 +178,17 @@ def grade_client(host: str, port: int, client_cmd: str, commands: list[str] | No
         argv += ["--command", c]
     print("$ " + shlex.join(argv))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        exit_code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        # bytes, not text: a client may print bytes that are not UTF-8 (a stray length prefix)
+        proc = subprocess.run(argv, capture_output=True, timeout=60)
+        exit_code = proc.returncode
+        stdout = proc.stdout.decode("utf-8", "replace")
+        stderr = proc.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as exc:
         exit_code, stderr = -1, "client did not finish within 60 s"
         partial = exc.stdout or ""
         stdout = partial.decode("utf-8", "replace") if isinstance(partial, bytes) else partial
     printed = split_replies(stdout)
-    exact = []
+    exact, prefixed = [], []
     for i, (command, want) in enumerate(zip(commands, expected)):
         got = printed[i] if i < len(printed) else None
         good = got is not None and got in (want, want + "\n")
@@ -194,6 +197,11 @@ def grade_client(host: str, port: int, client_cmd: str, commands: list[str] | No
             print(f"{command!r}: expected {len(want)} bytes, the client printed no reply")
         elif good:
             print(f"{command!r}: {len(want)} bytes, exactly the server's reply")
+        elif got.endswith(want) or got.endswith(want + "\n"):
+            extra = len(got) - len(want) - (1 if got.endswith(want + "\n") else 0)
+            prefixed.append(command)
+            print(f"{command!r}: the reply is there, but after {extra} extra byte(s) {got[:extra]!r} - "
+                  "the client printed something before the reply (e.g. the 4-byte length)")
         else:
             at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             print(f"{command!r}: expected {len(want)} bytes {want[:20]!r}..., the client printed "
@@ -202,7 +210,8 @@ def grade_client(host: str, port: int, client_cmd: str, commands: list[str] | No
         print(f"the client exited with {exit_code}: {stderr.strip()[-300:]}")
     ok = exit_code == 0 and all(exact) and len(printed) == len(commands)
     return result(ok, commands=commands, expected_bytes=[len(w) for w in expected],
-                  printed_bytes=[len(p) for p in printed], exact=exact, all_exact=all(exact),
+                  printed_bytes=[len(p) for p in printed], exact=exact, printed_before_reply=prefixed,
+                  all_exact=all(exact),
                   replies_printed=len(printed), client_exit=exit_code)
 
 
