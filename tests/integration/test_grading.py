@@ -66,6 +66,7 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("framing", "server", "framing", "send_not_sendall.py", "big-body", ("sendall()",)),
     ("framing", "client", "framing_client_print.py", None, "client", ("print()",)),
     ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
+    ("sticky", "client", "sticky_client_prints_length.py", None, "client-exact-replies", ("4-byte length",)),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
 ]]
 
