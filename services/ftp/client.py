@@ -241,8 +241,17 @@ class FtpClient:
     def cd(self, path: str) -> str:
         return self.request(Cd(path)).get_str("path")
 
-    def ls(self, path: str = ".") -> list[dict]:
-        return list(self.request(Ls(path)).fields.get("entries", []))
+    def ls(self, path: str = ".", max_pages: int = 1000) -> list[dict]:
+        """Every entry, page after page (a big directory does not fit one reply header)."""
+        reply = self.request(Ls(path))
+        entries = list(reply.fields.get("entries", []))
+        for _ in range(max_pages):
+            after = reply.fields.get("continue_after")
+            if not reply.fields.get("truncated") or not isinstance(after, str):
+                break
+            reply = self.request(Ls(path, after=after))
+            entries += reply.fields.get("entries", [])
+        return entries
 
     def mkdir(self, path: str) -> Reply:
         return self.request(Mkdir(path))

@@ -612,3 +612,14 @@ def test_the_login_checks_can_be_run_again_and_again_from_one_address(lab, capsy
         assert probes.probe_login(lab.host, lab.port), capsys.readouterr().out
         assert probes.probe_login_limit(lab.host, lab.port), capsys.readouterr().out
     lab.assert_alive()
+
+
+def test_the_client_lists_every_page_of_a_big_directory(lab):
+    """FtpClient.ls follows `continue_after` until the listing is whole."""
+    client = lab.client("alice")
+    client.mkdir("many")
+    names = [f"{i:04d}-" + "y" * 35 for i in range(900)]
+    for name in names:
+        client.mkdir(f"many/{name}")
+    listed = [e["name"] for e in client.ls("many")]
+    assert sorted(listed) == sorted(names)
