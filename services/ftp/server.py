@@ -666,7 +666,10 @@ class FtpServer:
         at later; without a timeout, "later" would be the next connection. (Measured: about 1
         SIGTERM in 30 was lost that way.)
         """
-        self.listener.settimeout(poll_interval)
+        try:
+            self.listener.settimeout(poll_interval)
+        except OSError:           # stopped (the listener closed) before the loop even began
+            return
         self.log(f"listening on {self.address[0]}:{self.address[1]}")
         while not self._stopping.is_set():
             try:
@@ -674,9 +677,10 @@ class FtpServer:
             except TimeoutError:
                 continue          # nobody came: check the flags, Python runs pending handlers
             except OSError:
-                if self._stopping.is_set():
-                    break
-                continue
+                if self._stopping.is_set() or self.listener.fileno() == -1:
+                    break         # the listener is closed: accept() would fail at once, forever
+                time.sleep(0.05)  # e.g. EMFILE, or a connection reset before accept: keep serving,
+                continue          # without spinning while the condition lasts
             sock.settimeout(None)   # the session sets its own timeouts
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies are small: no Nagle wait
             if self.slots.acquire(blocking=False):
