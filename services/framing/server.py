@@ -268,7 +268,9 @@ def send_reply(conn: socket.socket, fields: dict, body: Body, mode: str) -> bool
         for piece in frame_pieces(fields, body):
             out.write(piece)
     elif mode == "trickle":
-        # Without TCP_NODELAY, Nagle's algorithm would glue our tiny sends back together.
+        # TCP_NODELAY: each one-byte send leaves at once, in its own segment. Without it, Nagle's
+        # algorithm may hold a byte back until the previous one is acknowledged (the peer may
+        # delay that ACK by ~40 ms): the bytes still arrive in pieces, only slower.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         trickled = 0
         for piece in frame_pieces(fields, body):
