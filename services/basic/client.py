@@ -50,7 +50,7 @@ def main() -> int:
         try:
             print("server says:", talk(args.host, args.port, args.message))
         except OSError as exc:                 # e.g. ConnectionRefusedError: nothing listens there
-            print(f"could not talk to {args.host}:{args.port}: {type(exc).__name__}: {exc}")
+            print(f"could not talk to {args.host}:{args.port}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print()
