@@ -200,7 +200,11 @@ def isolation(run: LessonRun) -> Outcome:
     result = outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
                             f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
                             f"written outside: {escaped}", passed, extra, transcript)
-    if not result.passed and probe.observed.get("error") and not escaped:
+    error = str(probe.observed.get("error") or "")
+    if not result.passed and error and not escaped and ("frame" in error or "Protocol" in error):
+        result.fix = ("the server does not speak the lab's protocol, so no path could even be tried: frames "
+                      "(a 4-byte '!I' length, a JSON header, a body) and the requests of docs/ftp-protocol.md")
+    elif not result.passed and error and not escaped:
         result.fix = ("the server closed the connection during the isolation attempts (see the transcript for "
                       "the last one): answer every path request with a reply, including a listing that holds "
                       "a symlink leading out of the home")
