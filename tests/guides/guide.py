@@ -105,9 +105,14 @@ class GuideRun:
         done = self.lab("up", self.lesson)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    def down(self) -> None:
+    def close_sessions(self) -> None:
+        """End every program the guide started (a terminal closed: the lab ends its process)."""
         for child in self.sessions.values():
             child.close(force=True)
+        self.sessions.clear()
+
+    def down(self) -> None:
+        self.close_sessions()
         self.lab("down", self.lesson)
 
     def spawn(self, command: str) -> pexpect.spawn:

@@ -40,3 +40,13 @@ def test_every_step_of_the_guide_works_as_typed(guide_run):
     typed = guide_run.play(parse(guide(guide_run.lesson), PROMPTS[guide_run.lesson]))
     print(f"{guide_run.lesson}: {typed} steps typed")
     assert typed > 0
+
+
+def test_the_demo_still_passes_after_the_guide(guide_run):
+    """A student who followed the guide has left files, users and connections behind: the demo
+    prepares its own state and still passes on the same lab."""
+    if not guide_run.typed:
+        pytest.skip("the guide's steps did not run")
+    guide_run.close_sessions()
+    done = guide_run.lab("demo", guide_run.lesson, timeout=600)
+    assert done.returncode == 0, f"demo {guide_run.lesson} after the guide:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
