@@ -11,6 +11,8 @@ t      wall clock when the call began (time.time_ns: the same clock in every con
        so calls line up with the packet capture); dur: nanoseconds the call took
 req/n  bytes asked for (recv(1024), sendall of 10 bytes) / bytes the call really moved
 head   the first 32 of those bytes; exc/errno: what the call raised, if it raised
+flags  recv flags given (["MSG_PEEK", "MSG_TRUNC"]); msg_flags: what recvmsg() says happened
+       (["MSG_TRUNC"]: the datagram was longer than the buffer, the rest is gone)
 
 Nothing changes when tracing is off: sitecustomize.py imports this module only when
 SOCKETLAB_TRACE is set, so an untraced program never even loads it. The file is opened with
@@ -95,11 +97,22 @@ def _sent(args, ret, exc) -> dict:
     return {"req": size, "n": moved, "head": repr(data[:HEAD]) if isinstance(data, str) else _head(data)}
 
 
+_MSG_FLAGS = [(getattr(socket, name), name) for name in ("MSG_PEEK", "MSG_TRUNC", "MSG_WAITALL", "MSG_DONTWAIT",
+                                                          "MSG_CTRUNC") if hasattr(socket, name)]
+
+
+def _flag_names(flags) -> list[str] | None:
+    if not isinstance(flags, int) or not flags:
+        return None
+    return [name for bit, name in _MSG_FLAGS if flags & bit] or [str(flags)]
+
+
 def _received(args, ret, exc) -> dict:
+    flags = _flag_names(args[1]) if len(args) > 1 else None
     if exc is not None:
-        return {"req": args[0] if args and isinstance(args[0], int) else None}
+        return {"req": args[0] if args and isinstance(args[0], int) else None, "flags": flags}
     data = ret[0] if isinstance(ret, tuple) else ret
-    out = {"req": args[0] if args else None, "n": len(data), "head": _head(data)}
+    out = {"req": args[0] if args else None, "n": len(data), "head": _head(data), "flags": flags}
     if isinstance(ret, tuple):
         out["peer"] = _fmt(ret[1])
     return out
@@ -108,13 +121,24 @@ def _received(args, ret, exc) -> dict:
 def _received_into(args, ret, exc) -> dict:
     buf = args[0] if args else None
     size = args[1] if len(args) > 1 and args[1] else (memoryview(buf).nbytes if buf is not None else None)
+    flags = _flag_names(args[2]) if len(args) > 2 else None
     if exc is not None:
-        return {"req": size}
+        return {"req": size, "flags": flags}
     n = ret[0] if isinstance(ret, tuple) else ret
-    out = {"req": size, "n": n, "head": _head(memoryview(buf)[:min(n, HEAD)])}
+    out = {"req": size, "n": n, "head": _head(memoryview(buf)[:min(n, HEAD)]), "flags": flags}
     if isinstance(ret, tuple):
         out["peer"] = _fmt(ret[1])
     return out
+
+
+def _received_msg(args, ret, exc) -> dict:
+    """recvmsg(bufsize[, ancbufsize[, flags]]) -> (data, ancdata, msg_flags, address)."""
+    flags = _flag_names(args[2]) if len(args) > 2 else None
+    if exc is not None:
+        return {"req": args[0] if args else None, "flags": flags}
+    data, _, msg_flags, address = ret
+    return {"req": args[0] if args else None, "n": len(data), "head": _head(data), "flags": flags,
+            "msg_flags": _flag_names(msg_flags), "peer": _fmt(address) if address else None}
 
 
 def _sendto(args, ret, exc) -> dict:
@@ -148,7 +172,8 @@ def _setsockopt(args, ret, exc) -> dict:
 
 DESCRIBE = {"bind": _address, "connect": _address, "connect_ex": _connect_ex, "listen": _plain,
             "send": _sent, "sendall": _sent, "sendto": _sendto, "recv": _received, "recvfrom": _received,
-            "recv_into": _received_into, "recvfrom_into": _received_into, "shutdown": _plain,
+            "recv_into": _received_into, "recvfrom_into": _received_into, "recvmsg": _received_msg,
+            "shutdown": _plain,
             "setsockopt": _setsockopt}
 
 

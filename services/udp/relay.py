@@ -183,7 +183,7 @@ class UdpRelay:
         what = f"{direction:<4} #{fate.index:<4} {len(payload):>5} bytes {payload[:20]!r}"
         if fate.drop:
             counters.dropped += 1
-            self.log(f"{what}: DROPPED")
+            self.log(f"{what}: DROPPED {self.where(flow, direction)}")
             return
         sends = [(sock, payload, address)] * fate.copies
         counters.duplicated += fate.copies - 1
@@ -203,6 +203,18 @@ class UdpRelay:
         self.log(f"{what}: {'DUPLICATED, ' if fate.copies > 1 else ''}sent"
                  f"{f' after {fate.delay * 1000:.0f} ms' if fate.delay else ''}"
                  f"{', then the held one' if held else ''}")
+
+    def where(self, flow: Flow, direction: str) -> str:
+        """When, and which datagram: "at <wall-clock s.ns> from <ip:port> to <ip:port>" (as received).
+
+        The wall clock (not the monotonic one) is the clock packet captures and `lab.py trace`
+        use, so a drop can be put in its place among the packets."""
+        t = time.time_ns()
+        if direction == "up":
+            src, dst = flow.client, self.listener.getsockname()
+        else:
+            src, dst = flow.upstream.getpeername(), flow.upstream.getsockname()
+        return f"at {t // 10**9}.{t % 10**9:09d} from {src[0]}:{src[1]} to {dst[0]}:{dst[1]}"
 
     def release_held(self, now: float) -> None:
         for flow in self.flows.values():

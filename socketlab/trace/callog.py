@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 NODE_LOG = "/tmp/labtrace-{role}.jsonl"
 ENV = "SOCKETLAB_TRACE"
 
-RECEIVES = {"recv", "recv_into", "recvfrom", "recvfrom_into"}
+RECEIVES = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
 SENDS = {"send", "sendall", "sendto"}
 WAITS = RECEIVES | {"accept", "connect", "connect_ex"}   # calls whose *return* is the news
 

@@ -1,15 +1,16 @@
 """The ladder as one self-contained HTML page: inline SVG and CSS, no script, no external asset.
 
 One ``<svg>`` per scenario: the client's lifeline on the left, the server's on the right, each
-segment an arrow between them (class ``seg``, with ``data-flags`` and ``data-len``), each call a
-text beside its lifeline (class ``call``), notes in italics under the row they explain. The page
+segment an arrow between them (class ``seg``, with ``data-flags`` and ``data-len``), each datagram
+the relay dropped a dashed line that ends in ✘ (class ``drop``), each call a text beside its
+lifeline (class ``call``), notes in italics under the row they explain. The page
 opens from a USB stick in a classroom without network, and prints.
 """
 from __future__ import annotations
 
 from html import escape
 
-from .ladder import Ladder, Row, call_text, segment_label
+from .ladder import Ladder, Row, call_text, drop_label, segment_label
 
 ROW_H = 22
 NOTE_H = 16
@@ -27,6 +28,7 @@ svg { font: 12px ui-monospace, monospace; background: #fcfcfc; border: 1px solid
 .call.wait { fill: #999; } .call.failed { fill: #c00; font-weight: bold; }
 .seg { stroke: #2a7d2a; stroke-width: 1.4; } .seg.ctl { stroke: #c0392b; }
 .seglabel { fill: #2a7d2a; text-anchor: middle; } .seglabel.ctl { fill: #c0392b; }
+.drop { stroke: #c0392b; stroke-width: 1.4; stroke-dasharray: 3 2; } .droplabel { fill: #c0392b; font-weight: bold; }
 .note { fill: #8a6d00; font-style: italic; font-family: system-ui, sans-serif; }
 .pass { color: #2a7d2a; } .fail { color: #c00; }
 """
@@ -64,6 +66,16 @@ def ladder_svg(ladder: Ladder) -> str:
                        f'data-conn="{row.conn}" marker-end="url(#arrow)"/>')
             out.append(f'<text class="seglabel{ctl}" x="{(CLIENT_X + SERVER_X) // 2}" y="{y - 4}">'
                        f'{escape(segment_label(row.seg))}</text>')
+        elif row.kind == "drop":
+            # the datagram's path ends at the relay (a third of the way from the side it left)
+            x1 = CLIENT_X if row.direction == "c2s" else SERVER_X
+            x2 = x1 + (SERVER_X - CLIENT_X) // 3 * (1 if row.direction == "c2s" else -1)
+            out.append(f'<line class="drop" x1="{x1}" y1="{y - 6}" x2="{x2}" y2="{y}" data-len="{row.drop.length}" '
+                       f'data-index="{row.drop.index}" data-direction="{row.drop.direction}" '
+                       f'data-conn="{row.conn}"/>')
+            out.append(f'<text class="droplabel" x="{x2}" y="{y + 4}" text-anchor="middle">✘</text>')
+            out.append(f'<text class="seglabel ctl" x="{(CLIENT_X + SERVER_X) // 2}" y="{y - 4}">'
+                       f'dropped by the relay: {escape(drop_label(row.drop))}</text>')
         else:
             kind = "wait" if row.kind == "wait" else ("failed" if row.call.failed else "")
             x = CLIENT_X - 8 if row.side == "client" else SERVER_X + 8

@@ -13,6 +13,10 @@ merge is a sort by time; the *connection* of each record comes from its addresse
 its socket's local and peer address, a packet its source and destination, and the two ends of a
 TCP connection (or a UDP exchange) are the same pair of addresses seen from both sides.
 
+Only the client's and the server's calls are drawn. A node in between (the udp lesson's relay)
+is part of the wire: its own socket calls are left out, and the datagrams it dropped (its log
+says when and which, relaylog.py) are drawn as ✘ where they died.
+
 Calls that *wait* (accept, connect, recv) are drawn where they return - that is when the program
 learns something - and, when packets of their connection arrive while they wait, also where they
 began. Calls that *act* (send, close, shutdown, ...) are drawn where they began: what they cause
@@ -28,9 +32,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .callog import RECEIVES, SENDS, WAITS, Call
+from .relaylog import Drop
 from .wire import Segment
 
 WIDTH = 100
+SIDES = ("client", "server")     # the roles whose calls are drawn; any other node is part of the wire
 TIME_W, CONN_W, SIDE_W, WIRE_W = 8, 2, 29, 28     # 8+1+2+1+29+1+28+1+29 = 100 columns
 
 
@@ -48,13 +54,15 @@ class Connection:
 @dataclass
 class Row:
     t: int
-    kind: str                      # "call" (a call, at its return for waits), "wait" (a wait begins), "segment"
+    kind: str                      # "call" (a call, at its return for waits), "wait" (a wait begins),
+                                   # "segment", "drop" (a datagram the relay dropped)
     side: str                      # "client", "server" or "wire"
     conn: int | None
     call: Call | None = None
     seg: Segment | None = None
-    direction: str = ""            # segments: "c2s" (client to server) or "s2c"
+    direction: str = ""            # segments and drops: "c2s" (client to server) or "s2c"
     note: str = ""
+    drop: Drop | None = None
 
     def as_dict(self) -> dict:
         d = {"t": self.t, "kind": self.kind, "side": self.side, "conn": self.conn}
@@ -62,6 +70,8 @@ class Row:
             d["call"] = self.call.as_dict()
         if self.seg:
             d["segment"] = {**self.seg.as_dict(), "direction": self.direction}
+        if self.drop:
+            d["drop"] = {**self.drop.as_dict(), "direction": self.direction}
         if self.note:
             d["note"] = self.note
         return d
@@ -80,6 +90,10 @@ class Ladder:
     @property
     def segments(self) -> list[Row]:
         return [r for r in self.rows if r.kind == "segment"]
+
+    @property
+    def drops(self) -> list[Row]:
+        return [r for r in self.rows if r.kind == "drop"]
 
     def calls(self, side: str | None = None, name: str | set[str] | None = None) -> list[Row]:
         names = {name} if isinstance(name, str) else name
@@ -135,6 +149,17 @@ def _lives(calls: list[Call]) -> dict[tuple, list[int]]:
     return lives
 
 
+def _protos(calls: list[Call]) -> dict[int, str]:
+    """Each call's transport, from the socket() call that made its socket ("tcp" when not seen)."""
+    out = {}
+    for members in _lives(calls).values():
+        made = next((calls[i] for i in members if calls[i].call == "socket"), None)
+        kind = (made.extra.get("args") or ["", ""])[-1] if made else ""
+        proto = "udp" if kind == "SOCK_DGRAM" else "tcp"
+        out.update((i, proto) for i in members)
+    return out
+
+
 def _socket_keys(calls: list[Call], ends: _Endpoints) -> dict[int, frozenset | None]:
     """Each call's connection, also for calls made before the socket was connected (socket,
     setsockopt, connect's own start) and after (close): all calls on one socket, from socket()
@@ -154,13 +179,22 @@ def _socket_keys(calls: list[Call], ends: _Endpoints) -> dict[int, frozenset | N
 
 
 def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str, str],
-          window: tuple[int, int] | None = None, title: str = "", show_acks: bool = False) -> Ladder:
-    """One ladder from the calls of every node and the packets, for the time ``window`` (ns)."""
-    calls = sorted(calls, key=lambda c: c.t)
+          window: tuple[int, int] | None = None, title: str = "", show_acks: bool = False,
+          drops: Iterable[Drop] = ()) -> Ladder:
+    """One ladder from the calls of the client and server nodes, the packets and the relay's drops,
+    for the time ``window`` (ns)."""
+    calls = sorted((c for c in calls if c.role in SIDES), key=lambda c: c.t)
     segments = sorted(segments, key=lambda s: s.t)
     server_ips = {ip for role, ip in node_ips.items() if role == "server"}
     ends = _Endpoints(node_ips)
     keys = _socket_keys(calls, ends)
+    protos = _protos(calls)
+
+    def concrete(endpoint: str, role: str) -> str:
+        host = _host(endpoint)
+        return f"{node_ips[role]}:{_port(endpoint)}" if host in ("0.0.0.0", "::") and role in node_ips else endpoint
+
+    drops = [(d, concrete(d.src, d.role), concrete(d.dst, d.role)) for d in sorted(drops, key=lambda d: d.t)]
 
     def inside(t: int) -> bool:
         return window is None or window[0] <= t <= window[1]
@@ -181,7 +215,10 @@ def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str
                 server_end = c.peer
             else:
                 server_end = min(keys[i], key=lambda e: int(_port(e)))   # the well-known port, not the ephemeral
-            firsts.append((c.t, keys[i], server_end, "tcp"))
+            firsts.append((c.t, keys[i], server_end, protos[i]))
+    for d, src, dst in drops:
+        if inside(d.t):   # up: sent to the relay's own port; down: sent by the server
+            firsts.append((d.t, frozenset((src, dst)), dst if d.direction == "up" else src, "udp"))
     connections: dict[frozenset, Connection] = {}
     for _, key, server_end, proto in sorted(firsts, key=lambda f: f[0]):
         if key not in connections:
@@ -223,6 +260,10 @@ def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str
             state[key] = direction
         rows.append(Row(s.t, "segment", "wire", conn.id, seg=s, direction=direction))
         seg_times.setdefault(key, []).append(s.t)
+    for d, src, dst in drops:
+        if inside(d.t):
+            conn = connections[frozenset((src, dst))]
+            rows.append(Row(d.t, "drop", "wire", conn.id, drop=d, direction="c2s" if src == conn.client else "s2c"))
 
     for i, c in enumerate(calls):
         key = keys[i]
@@ -232,14 +273,16 @@ def merge(calls: Iterable[Call], segments: Iterable[Segment], node_ips: dict[str
             if inside(c.end):
                 rows.append(Row(c.end, "call", side, conn_id, call=c))
             waited = any(c.t < t < c.end for t in seg_times.get(key, ()))
-            if inside(c.t) and (waited or c.call == "connect"):
+            if inside(c.t) and (waited or (c.call == "connect" and protos[i] == "tcp")):
                 rows.append(Row(c.t, "wait", side, conn_id, call=c))
         elif inside(c.t):
             rows.append(Row(c.t, "call", side, conn_id, call=c))
-    order = {"wait": 0, "call": 1, "segment": 1}
+    order = {"wait": 0, "call": 1, "segment": 1, "drop": 1}
     rows.sort(key=lambda r: (r.t, order[r.kind]))
     start = rows[0].t if rows else (window[0] if window else 0)
-    roles = {side: node_ips.get("server" if side == "server" else "client", "") for side in ("client", "server")}
+    roles = {side: node_ips.get(side, "") for side in SIDES}
+    if any(r.kind == "drop" for r in rows):
+        roles.update((d.role, node_ips.get(d.role, "")) for d, _, _ in drops if d.role not in SIDES)
     ladder = Ladder(title, rows, {c.id: c for c in connections.values()}, roles, hidden, start)
     ladder.programs = _programs(calls, [r for r in rows if r.call])
     return ladder
@@ -309,11 +352,16 @@ def call_text(row: Row, conn: Connection | None = None) -> str:
         text = f"{name}({size}{to})"
         return f"{text} {_head(c.head, SIDE_W - len(text) - 1)}".rstrip()
     if name in RECEIVES:
+        # MSG_TRUNC as an *input* flag only makes Linux return the real length: PEEK says the rest
+        flags = "".join(f", {f.removeprefix('MSG_')}" for f in c.extra.get("flags") or [] if f != "MSG_TRUNC")
+        asked = f"{name}({c.req}{flags})"
         if wait:
-            return f"{name}({c.req})…"
+            return f"{asked}…"
         if c.n == 0:   # b'' ends a TCP stream; in UDP it is a datagram of 0 bytes
-            return f"{name}({c.req}) → " + ("0 (empty)" if conn and conn.proto == "udp" else "b'' (EOF)")
-        text = f"{name}({c.req}) → {c.n}"
+            return f"{asked} → " + ("0 (empty)" if conn and conn.proto == "udp" else "b'' (EOF)")
+        if "MSG_TRUNC" in (c.extra.get("msg_flags") or []):
+            return f"{asked} → {c.n} TRUNC"   # the datagram was longer: the rest is gone
+        text = f"{asked} → {c.n}"
         return f"{text} {_head(c.head, SIDE_W - len(text) - 1)}".rstrip()
     if name == "shutdown":
         args = c.extra.get("args") or [None]
@@ -336,7 +384,18 @@ def segment_label(s: Segment) -> str:
     return "ACK"
 
 
+def drop_label(d: Drop) -> str:
+    return f"UDP {d.length} {d.head}"
+
+
 def wire_text(row: Row, width: int = WIRE_W) -> str:
+    if row.kind == "drop":   # the datagram dies at the relay: up on its way in, down on its way back
+        label = drop_label(row.drop)
+        room = width - 11
+        if len(label) > room:
+            label = label[:room - 1] + "…"
+        fill = "─" * (width - len(label) - 10)
+        return f"─ {label} {fill}✘ relay" if row.direction == "c2s" else f"relay ✘{fill} {label} ─"
     label = segment_label(row.seg)
     room = width - 5
     if len(label) > room:
@@ -366,8 +425,16 @@ def render_text(ladder: Ladder, colour: bool | None = None) -> str:
     for side in ("client", "server"):
         if ladder.programs.get(side):
             out.append(f"   {side} {ladder.roles.get(side, '')}: {'; '.join(ladder.programs[side][:3])}")
+    for role in ladder.roles:
+        if role not in SIDES:
+            out.append(f"   {role} {ladder.roles[role]}: on the wire, drawn as ✘ where it dropped a datagram "
+                       "(its own calls are not drawn)")
+    middle = {ip: role for role, ip in ladder.roles.items() if role not in SIDES and ip}
     for conn in ladder.connections.values():
-        out.append(f"   #{conn.id}  {conn.client} → {conn.server} ({conn.proto})")
+        via = ""
+        if middle:
+            via = f", {middle.get(_host(conn.client), 'client')} → {middle.get(_host(conn.server), 'server')}"
+        out.append(f"   #{conn.id}  {conn.client} → {conn.server} ({conn.proto}{via})")
     client_h = ("CLIENT " + ladder.roles.get("client", "")).strip()
     server_h = ("SERVER " + ladder.roles.get("server", "")).strip()
     header = (f"{'ms':>{TIME_W}} {'#':<{CONN_W}} {_cell(client_h, SIDE_W)} "
@@ -382,6 +449,8 @@ def render_text(ladder: Ladder, colour: bool | None = None) -> str:
             mid = wire_text(row)
             code = "31" if any(f in row.seg.flags for f in ("SYN", "FIN", "RST")) else "32"
             mid = style(mid, code)
+        elif row.kind == "drop":
+            mid = style(wire_text(row), "31")
         else:
             text = _cell(call_text(row, conn), SIDE_W)
             side_code = "36" if row.side == "client" else "35"

@@ -5,8 +5,14 @@ if accept() had returned before the handshake's ACK, the note would not say it c
 """
 from __future__ import annotations
 
+import bisect
+import collections
+import itertools
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from .callog import RECEIVES
 from .ladder import Ladder, Row, _port
 
 
@@ -162,11 +168,205 @@ def address_in_use(ladder: Ladder) -> None:
     _add(row, f"Address already in use (errno 98) for port {port}.{held}")
 
 
+# -- udp ------------------------------------------------------------------------------------------
+def _udp(ladder: Ladder, row: Row) -> bool:
+    return row.conn is not None and ladder.connections[row.conn].proto == "udp"
+
+
+def datagram_boundaries(ladder: Ladder) -> None:
+    """udp: datagrams queued together still come out one per recv(), each exactly as sent."""
+    pending: dict[int, list[Row]] = {}
+    for row in ladder.rows:
+        if row.kind == "segment" and row.seg.proto == "udp" and row.direction == "s2c":
+            pending.setdefault(row.conn, []).append(row)
+        elif (row.kind == "call" and row.side == "client" and row.call.call in RECEIVES and row.call.n is not None
+              and _udp(ladder, row) and not row.call.extra.get("flags")):
+            queued = pending.get(row.conn, [])
+            if len(queued) >= 3:
+                recvs = [r for r in ladder.rows[ladder.rows.index(row):] if r.kind == "call" and r.side == "client"
+                         and r.conn == row.conn and r.call.call in RECEIVES][:len(queued)]
+                if [r.call.n for r in recvs] == [q.seg.length for q in queued]:
+                    _add(queued[0], f"{len(queued)} datagrams queued at the client before it reads.")
+                    _add(recvs[0], f"recv 1 of {len(queued)}: exactly datagram 1 ({recvs[0].call.n} bytes) - UDP "
+                                   "keeps the boundaries of every sendto() (compare the sticky lesson).")
+                    for k, r in enumerate(recvs[1:], 2):
+                        _add(r, f"recv {k} of {len(queued)}: exactly datagram {k}.")
+                    pending.clear()
+                    return
+            pending.pop(row.conn, None)
+
+
+def empty_datagram(ladder: Ladder) -> None:
+    """udp: b'' is a datagram of 0 bytes, not the end of anything."""
+    row = _first(ladder.rows, lambda r: r.kind == "call" and r.side == "client" and r.call.call in RECEIVES
+                 and r.call.n == 0 and _udp(ladder, r))
+    _add(row, "a datagram of 0 bytes is a real message: recvfrom() returns b'', and it is not EOF - UDP has no "
+              "connection to end.")
+
+
+def truncated_datagram(ladder: Ladder) -> None:
+    """udp: a datagram longer than the receive buffer is cut; the rest is thrown away."""
+    last: dict[int, Row] = {}
+    for row in ladder.rows:
+        if row.kind == "segment" and row.seg.proto == "udp" and row.direction == "s2c":
+            last.setdefault(row.conn, row)
+            if row.seg.fragments > 1:
+                _add(row, f"one datagram of {row.seg.length} bytes, in {row.seg.fragments} IP fragments (MTU "
+                          "1500); the receiver gets it whole or not at all.")
+        elif (row.kind == "call" and row.side == "client" and "MSG_PEEK" in (row.call.extra.get("flags") or [])
+              and "MSG_TRUNC" in row.call.extra["flags"]):
+            _add(row, f"MSG_PEEK|MSG_TRUNC: Linux says how long the waiting datagram really is ({row.call.n} "
+                      "bytes) and leaves it queued.")
+        elif row.kind == "call" and row.side == "client" and "MSG_TRUNC" in (row.call.extra.get("msg_flags") or []):
+            seg = last.get(row.conn)
+            size = seg.seg.length if seg else None
+            lost = f"the other {size - row.call.n} bytes of the {size}-byte datagram are gone" if size else \
+                "the rest of the datagram is gone"
+            _add(row, f"{row.call.call}({row.call.req}) got {row.call.n} bytes and MSG_TRUNC: {lost}; "
+                      "recvfrom() would not even say so.")
+            after = _first(ladder.rows[ladder.rows.index(row) + 1:], lambda r, conn=row.conn: r.kind == "call"
+                           and r.side == "client" and r.conn == conn and r.call.call in RECEIVES and r.call.n)
+            _add(after, "the next recv() is the next datagram, whole: nothing of the cut one is left over.")
+            return
+
+
+def relay_drops(ladder: Ladder) -> None:
+    """udp: the datagrams the seeded relay dropped, where they died."""
+    seen: set[str] = set()
+    for row in ladder.drops:
+        d = row.drop
+        if d.direction in seen:
+            continue
+        seen.add(d.direction)
+        if d.direction == "up":
+            _add(row, f"the relay dropped datagram #{d.index} of this flow on its way in: the server never sees "
+                      "it, nothing on the wire, no error anywhere. The seed decides which: the same ones every run.")
+        else:
+            _add(row, f"the server's echo #{d.index} left the server (the capture saw it) and the relay dropped "
+                      "it: the client waits for an answer that will not come.")
+
+
+# -- framing (and ftp, which speaks its frames) ----------------------------------------------------
+def _streams(ladder: Ladder) -> dict[tuple[int, str], list[Row]]:
+    """The data segments of each connection and direction, in order (retransmissions left out)."""
+    out: dict[tuple[int, str], list[Row]] = {}
+    seen: set[tuple] = set()
+    for row in ladder.segments:
+        if row.seg.proto == "tcp" and row.seg.length and (row.conn, row.direction, row.seg.seq) not in seen:
+            seen.add((row.conn, row.direction, row.seg.seq))
+            out.setdefault((row.conn, row.direction), []).append(row)
+    return out
+
+
+def framed(ladder: Ladder) -> None:
+    """framing: one frame in many segments (trickle), and whole frames sharing one segment (pipeline)."""
+    split_done = shared_done = False
+    for rows in _streams(ladder).values():
+        starts = list(itertools.accumulate((r.seg.length for r in rows[:-1]), initial=0))
+        frames = frame_spans(b"".join(r.seg.payload for r in rows))
+        pieces = [(bisect.bisect_right(starts, f.start) - 1, bisect.bisect_right(starts, f.end - 1) - 1)
+                  for f in frames]
+        for f, (first, last) in zip(frames, pieces):
+            if not split_done and last - first + 1 >= 4:
+                split_done = True
+                what = f.header.get("cmd") or f.header.get("op") or f.header.get("code") or "?"
+                _add(rows[first], f"one {f.end - f.start}-byte frame ({what!r}) in {last - first + 1} segments: "
+                                  "recv() gets pieces; recv_exact loops until the 4-byte prefix, the header and "
+                                  "the body are each whole.")
+        whole = collections.Counter(first for first, last in pieces if first == last)
+        for k, count in sorted(whole.items()):
+            if count >= 2 and not shared_done:
+                shared_done = True
+                _add(rows[k], f"{count} whole frames in ONE segment: only the length prefixes say where each "
+                              "ends; a reader that takes what one recv() returns as one message merges them.")
+
+
+def resumed_upload(ladder: Ladder) -> None:
+    """ftp: an upload cut short, and the next put resuming from the offset the server names."""
+    puts = []
+    for (conn, direction), rows in _streams(ladder).items():
+        stream = b"".join(r.seg.payload for r in rows)
+        for f in frame_spans(stream, resync=True):
+            puts.append((rows[0].t, conn, direction, f.header))
+    by_conn: dict[int, dict] = {}
+    for _, conn, direction, header in sorted(puts, key=lambda p: p[0]):
+        info = by_conn.setdefault(conn, {"ops": [], "codes": []})
+        if direction == "c2s" and isinstance(header.get("op"), str):
+            info["ops"].append(header)
+        elif direction == "s2c" and isinstance(header.get("code"), int):
+            info["codes"].append(header)
+    cut_conn = None
+    for conn, info in by_conn.items():
+        data = [h for h in info["ops"] if h.get("op") == "data"]
+        accepted = [h for h in info["codes"] if h.get("code") == 350]
+        if not data:
+            continue
+        offset = data[-1].get("offset")
+        sent = sum(r.seg.length for r in _conn_rows(ladder, conn) if r.kind == "segment" and r.direction == "c2s")
+        finished = any(h.get("code") == 226 for h in info["codes"])
+        fin = _first(_conn_rows(ladder, conn), lambda r: _seg(r, "FIN") and r.direction == "c2s")
+        if not finished and fin and cut_conn is None and offset == 0:
+            cut_conn = conn
+            _add(fin, f"the upload is cut: the client closes after {sent} bytes, before the whole body; the "
+                      "server keeps the part it got (a hidden partial), no 226.")
+        elif cut_conn is not None and isinstance(offset, int) and offset > 0 and accepted:
+            reply = _first(_conn_rows(ladder, conn), lambda r: r.kind == "segment" and r.direction == "s2c"
+                           and b'350' in r.seg.payload)
+            _add(reply, f"the same put again: the server answers 350 with offset {offset} - it already holds "
+                        f"{offset} bytes of this file (same size and digest) - and the client sends only the rest.")
+            return
+
+
+@dataclass
+class Frame:
+    start: int
+    end: int           # after the body
+    header: dict
+
+
+def frame_spans(stream: bytes, resync: bool = False, limit: int = 65536) -> list[Frame]:
+    """The frames of the framing lesson in a byte stream: '!I' header length, JSON header, "size"
+    body bytes (services/framing/codec.py has the rules; this only finds the edges, for the notes).
+    ``resync``: after bytes that are no frame, look for the next plausible one instead of stopping
+    (a protocol may add bytes the framing layer does not count, e.g. a trailer)."""
+    out, pos = [], 0
+    while pos + 4 <= len(stream):
+        found = _frame_at(stream, pos, limit)
+        if found is None:
+            if not resync:
+                break
+            nxt = stream.find(b"{", pos + 5)
+            if nxt < 0:
+                break
+            pos = nxt - 4
+            continue
+        out.append(found)
+        pos = found.end
+    return out
+
+
+def _frame_at(stream: bytes, pos: int, limit: int) -> Frame | None:
+    size = int.from_bytes(stream[pos:pos + 4], "big")
+    if not 2 <= size <= limit or stream[pos + 4:pos + 5] != b"{" or pos + 4 + size > len(stream):
+        return None
+    try:
+        header = json.loads(stream[pos + 4:pos + 4 + size])
+    except ValueError:
+        return None
+    if not isinstance(header, dict):
+        return None
+    body = header.get("size") if isinstance(header.get("size"), int) and header.get("size") > 0 else 0
+    return Frame(pos, min(pos + 4 + size + body, len(stream)), header)
+
+
 DEFAULT = (handshake, refused, first_fin)
 RULES: dict[str, tuple] = {
     "basic": (handshake, new_port_each_time, refused),
     "sticky": (handshake, coalesced_recv, held_by_nagle),
     "loops": (handshake, first_fin, eof, address_in_use, refused),
+    "udp": (datagram_boundaries, empty_datagram, truncated_datagram, relay_drops),
+    "framing": (handshake, framed),
+    "ftp": (handshake, resumed_upload),
 }
 
 

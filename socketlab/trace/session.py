@@ -9,14 +9,15 @@ the lesson (own project, own network), with
   clients and programs a scenario spawns are logged too;
 * the capture sidecar in the server's network namespace (capture.py).
 
-Then it runs the scenarios one by one, noting each one's time window, collects the logs and the
-pcap, and removes everything again.
+Then it runs the scenarios one by one, noting each one's time window, collects the call logs,
+the pcap and the datagrams any udp relay dropped (its log, relaylog.py), and removes everything
+again.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 
@@ -30,8 +31,10 @@ from ..scenarios import for_lesson
 from ..topology import Lesson, Topology
 from .callog import ENV, NODE_LOG, Call, read_calls
 from .capture import Capture
+from .extra import for_trace
 from .ladder import Ladder, merge
 from .notes import annotate
+from .relaylog import Drop, read_drops
 from .wire import Segment, read_pcap
 
 Say = Callable[[str], None]
@@ -48,6 +51,7 @@ class TracedNode:
         self.node = node
         self.name = node.name
         self.log = NODE_LOG.format(role=role)
+        self.spawned: list[str] = []      # background programs, whose logs may hold a relay's drops
 
     def traced(self, argv: Sequence[str]) -> list[str]:
         return ["env", f"{ENV}={self.log}", *argv]
@@ -56,6 +60,8 @@ class TracedNode:
         return self.node.run(self.traced(argv), timeout=timeout)
 
     def spawn(self, name: str, argv: Sequence[str]) -> None:
+        if name not in self.spawned:
+            self.spawned.append(name)
         self.node.spawn(name, self.traced(argv))
 
     def stop(self, name: str, signal: str = "TERM") -> None:
@@ -89,6 +95,7 @@ class TraceResult:
     segments: list[Segment]
     node_ips: dict[str, str]
     pcap: bytes = b""
+    drops: list[Drop] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -104,7 +111,7 @@ def ladders(result: TraceResult, show_acks: bool = False) -> TraceResult:
     for st in result.scenarios:
         title = f"{result.lesson} / {st.report.scenario}: {st.report.shows}"
         st.ladder = annotate(merge(result.calls, result.segments, result.node_ips, (st.start, st.end), title,
-                                   show_acks), result.lesson)
+                                   show_acks, result.drops), result.lesson)
     return result
 
 
@@ -192,8 +199,19 @@ class Recorder:
             c.reload()
             node_ips[role] = c.attrs["NetworkSettings"]["Networks"][self.manager.network_name]["IPAddress"]
         result = TraceResult(self.lesson.id, self.traces, sorted(calls, key=lambda c: c.t), read_pcap(pcap),
-                             node_ips, pcap)
+                             node_ips, pcap, self._drops())
         return ladders(result, self.show_acks)
+
+    def _drops(self) -> list[Drop]:
+        """What relays dropped: a relay a scenario started logs to /tmp/<name>.log on its node, the
+        lesson's own relay (compose) to its container's output."""
+        drops = []
+        for role, node in self.nodes.items():
+            for name in node.spawned:
+                drops += read_drops(role, self.plain[role].read_file(f"/tmp/{name}.log"))
+            if role not in ("client", "server") and role in self.containers:
+                drops += read_drops(role, self.containers[role].logs())
+        return sorted(drops, key=lambda d: d.t)
 
 
 def trace_lesson(client: docker.DockerClient, topology: Topology, lesson_id: str,
@@ -202,7 +220,7 @@ def trace_lesson(client: docker.DockerClient, topology: Topology, lesson_id: str
                  on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> TraceResult:
     """`lab.py trace`: a throw-away instance of the lesson, its scenarios traced, then removed."""
     lesson = topology.lesson(lesson_id)
-    scenarios = select(for_lesson(lesson.id), scenario_names, lesson.id)
+    scenarios = select(for_trace(lesson.id, for_lesson(lesson.id)), scenario_names, lesson.id)
     builder = ImageBuilder(client, say)
     image_id = builder.ensure_all()
     capture_image = builder.ensure_capture()

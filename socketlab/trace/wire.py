@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 
 import dpkt
@@ -33,13 +33,17 @@ class Segment:
     seq: int = 0
     ack: int = 0
     head: str = ""    # repr() of the first payload bytes
+    fragments: int = 1   # UDP: IP fragments the datagram came in (a 2000-byte datagram: 2 at MTU 1500)
+    payload: bytes = field(default=b"", repr=False, compare=False)   # for the notes; not in as_dict()
 
     @property
     def is_pure_ack(self) -> bool:
         return self.proto == "tcp" and self.flags == "ACK" and not self.length
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        del d["payload"]
+        return d
 
 
 def flag_text(flags: int) -> str:
@@ -62,7 +66,8 @@ def read_pcap(data: bytes) -> list[Segment]:
         return []
     reader = dpkt.pcap.Reader(io.BytesIO(data))
     link = reader.datalink()
-    out = []
+    out: list[Segment] = []
+    first_fragment: dict[tuple, int] = {}      # (src, dst, IP id) -> index in out of the datagram's first piece
     for ts, frame in reader:
         # a nanosecond pcap gives Decimal seconds (exact), a microsecond one a float
         t = int(ts * 10**9) if isinstance(ts, Decimal) else round(ts * 1e6) * 1000
@@ -73,17 +78,28 @@ def read_pcap(data: bytes) -> list[Segment]:
         if not isinstance(packet, dpkt.ip.IP | dpkt.ip6.IP6):
             continue
         l4 = packet.data
+        if isinstance(packet, dpkt.ip.IP) and packet.offset:
+            # a later IP fragment: no UDP header of its own; it belongs to the datagram whose first
+            # fragment carried the same IP id (the length already came from that UDP header)
+            at = first_fragment.get((packet.src, packet.dst, packet.id))
+            if at is not None:
+                out[at] = replace(out[at], fragments=out[at].fragments + 1)
+            continue
         if isinstance(l4, dpkt.tcp.TCP):
             payload = bytes(l4.data)
             out.append(Segment(t, "tcp", _endpoint(packet.src, l4.sport), _endpoint(packet.dst, l4.dport),
                                flag_text(l4.flags), len(payload), l4.seq, l4.ack,
-                               repr(payload[:HEAD]) if payload else ""))
+                               repr(payload[:HEAD]) if payload else "", payload=payload))
         elif isinstance(l4, dpkt.udp.UDP):
             payload = bytes(l4.data)
             if payload.startswith(MARK):
                 continue
+            # the UDP header's length is the whole datagram's, also when only its first fragment is here
+            length = max(l4.ulen - 8, len(payload)) if l4.ulen else len(payload)
+            if isinstance(packet, dpkt.ip.IP) and packet.mf:
+                first_fragment[(packet.src, packet.dst, packet.id)] = len(out)
             out.append(Segment(t, "udp", _endpoint(packet.src, l4.sport), _endpoint(packet.dst, l4.dport),
-                               "", len(payload), head=repr(payload[:HEAD])))
+                               "", length, head=repr(payload[:HEAD]), payload=payload))
     return out
 
 
