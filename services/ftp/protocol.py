@@ -48,7 +48,7 @@ from ftp.state import Role, SequenceError, SessionState, State
 # Constants: every limit and default of the protocol, defined once.
 # ---------------------------------------------------------------------------------------------
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                # 2 adds the digest trailer of uploads; every version-1 message is still valid
 SERVER_NAME = "socketlab-ftp"
 DEFAULT_PORT = 20060
 
@@ -81,7 +81,8 @@ KEY_BYTES = 32
 DIGEST_ALGORITHMS = {"sha256": 64, "md5": 32}   # name -> hex length; md5 only for the seed's clients
 DEFAULT_ALGORITHM = "sha256"
 
-FEATURES = ["scram-scrypt", "sha256", "md5", "resume-put", "resume-get", "quota", "if-digest"]
+FEATURES = ["scram-scrypt", "sha256", "md5", "resume-put", "resume-get", "quota", "if-digest", "digest-trailer"]
+TRAILER_FEATURE = "digest-trailer"  # protocol 2: put {"trailer": true}, data + body, then trailer {digest}
 
 #: The internal names of unfinished uploads. They live next to the final file, hidden, and no
 #: path argument may name them (553), so a client cannot read or clobber another upload's bytes.
@@ -133,6 +134,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quota": ("quota", "show used, reserved and free bytes of your quota"),
     "put": ("put LOCAL [REMOTE]", "upload; resumes an interrupted upload of the same file"),
     "data": ("data", "(after 350) the file bytes of an upload"),
+    "trailer": ("trailer", "(protocol 2, right after a data body) the whole file's digest"),
     "abort": ("abort", "(after 350) give up the upload; the bytes so far stay for a resume"),
     "get": ("get REMOTE [LOCAL]", "download; resumes from a local .part of the same file"),
     "noop": ("noop", "do nothing; keeps an idle session alive"),
@@ -366,20 +368,31 @@ class Quota(Request):
 
 @dataclass(frozen=True)
 class Put(Request):
-    """Announce an upload. The server answers 350 {offset}: send the bytes from there on."""
+    """Announce an upload. The server answers 350 {offset}: send the bytes from there on.
+
+    Version 1: the file's ``digest`` comes up front (the client reads the file twice: once to
+    hash it, once to send it). Version 2: ``trailer=True`` and no digest; the client hashes while
+    it sends and names the digest in a Trailer after the body (it reads the file once).
+    """
 
     op = "put"
     path: str
     file_size: int
-    digest: str
+    digest: str | None
     algo: str = DEFAULT_ALGORITHM
     overwrite: bool = False
+    trailer: bool | None = None      # None: not sent (a version-1 put)
 
     @classmethod
     def from_header(cls, header: dict) -> Put:
         algo = field_algorithm(header)
-        return cls(field_path(header, "path"), field_int(header, "file_size"),
-                   field_digest(header, "digest", algo), algo, field_bool(header, "overwrite", default=False))
+        trailer = field_bool(header, "trailer", default=False)
+        if trailer and "digest" in header:
+            raise ProtocolError(Code.BAD_ARGUMENTS, "a put with \"trailer\": true sends its digest in the "
+                                "trailer after the body, not here")
+        digest = None if trailer else field_digest(header, "digest", algo)
+        return cls(field_path(header, "path"), field_int(header, "file_size"), digest, algo,
+                   field_bool(header, "overwrite", default=False), trailer or None)
 
 
 @dataclass(frozen=True)
@@ -393,6 +406,19 @@ class PutData(Request):
     @classmethod
     def from_header(cls, header: dict) -> PutData:
         return cls(field_int(header, "offset"))
+
+
+@dataclass(frozen=True)
+class Trailer(Request):
+    """Protocol 2: the frame right after a data body, naming the digest of the whole file
+    (the bytes already on the server + this body). The 226 (or 451) answers data + trailer."""
+
+    op = "trailer"
+    digest: str
+
+    @classmethod
+    def from_header(cls, header: dict) -> Trailer:
+        return cls(field_hex(header, "digest", low=16, high=32))
 
 
 @dataclass(frozen=True)
@@ -434,7 +460,7 @@ class Quit(Request):
 
 
 REQUEST_TYPES: dict[str, type[Request]] = {
-    cls.op: cls for cls in (Login, Auth, Pwd, Cd, Ls, Mkdir, Rm, Quota, Put, PutData, Abort, Get,
+    cls.op: cls for cls in (Login, Auth, Pwd, Cd, Ls, Mkdir, Rm, Quota, Put, PutData, Trailer, Abort, Get,
                             Noop, Help, Quit)
 }
 assert set(REQUEST_TYPES) == set(COMMANDS), "every op needs a help line and vice versa"
@@ -769,6 +795,6 @@ LISTING_RESERVE = 4096
 __all__ = [
     "NEED_DATA", "Role", "State", "SessionState", "SequenceError", "Code", "COMMANDS", "ProtocolError",
     "FatalProtocolError", "Request", "Login", "Auth", "Pwd", "Cd", "Ls", "Mkdir", "Rm", "Quota", "Put",
-    "PutData", "Abort", "Get", "Noop", "Help", "Quit", "Reply", "Invalid", "Body", "EndOfBody",
+    "PutData", "Trailer", "Abort", "Get", "Noop", "Help", "Quit", "Reply", "Invalid", "Body", "EndOfBody",
     "FtpConnection", "parse_request", "parse_reply", "reply", "error", "greeting", "help_reply",
 ]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import selectors
 import signal
 import socket
 import sys
@@ -55,6 +56,7 @@ from ftp.oserrors import os_errors_as_replies, reply_for_os_error
 from ftp.paths import Home
 from ftp.protocol import (
     CHUNK_SIZE,
+    DIGEST_ALGORITHMS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_PORT,
     HEADER_DEADLINE,
@@ -91,6 +93,7 @@ from ftp.protocol import (
     Rm,
     Role,
     State,
+    Trailer,
     greeting,
     help_reply,
     listing_page,
@@ -177,6 +180,7 @@ class BodyPace:
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
+LOBBY_PATIENCE = 0.25              # seconds a new connection may take to log in before a worker waits for it
 GOODBYE_DRAIN = 1.0                 # seconds a closing session reads away what the client still sends
 GOODBYE_DRAIN_BYTES = 1024 * 1024   # ... and at most this much
 
@@ -202,17 +206,73 @@ class Session:
         self.failed_logins = 0
         self.upload: Upload | None = None
         self.pace: BodyPace | None = None
-        self.connected_at = time.monotonic()
+        self.trailer_due: float | None = None  # protocol 2: when the trailer after a body must be in
+        self.greeted = False
+        self.header_started: float | None = None   # the first byte of a header, seen in the lobby
+        self.lobby_replies = 0            # the lobby answers one login, then one auth
+        self.held: object = None          # an event (or exception) the lobby left for the worker
+        self.connected_at = self.lobby_since = time.monotonic()
         self.who = f"{address[0]}:{address[1]}"
 
     # --- the loop ---------------------------------------------------------------------------
 
+    def greet(self) -> None:
+        self.send(self.server.greeting)
+        self.greeted = True
+
+    def step_in_lobby(self) -> bool:
+        """The lobby's part of a session (non-blocking, in the accept thread): read what has
+        arrived and answer a ``login`` and a *correct* ``auth``. Returns True when the session
+        must go on in a worker: logged in, or anything else came (held for the worker to handle,
+        with every rule and delay of the normal path), or the connection failed."""
+        try:
+            n = self.sock.recv_into(self.control)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.held = exc
+            return True
+        if n and self.header_started is None:
+            self.header_started = time.monotonic()     # the header deadline runs from here
+        self.conn.receive_data(self.control[:n])       # n == 0: end of stream
+        while True:
+            try:
+                event = self.conn.next_event()
+            except (FatalProtocolError, EOFError) as exc:
+                self.held = exc
+                return True
+            if event is NEED_DATA:
+                return False
+            self.header_started = None
+            try:
+                if isinstance(event, Login) and not self.lobby_replies:
+                    self.lobby_replies += 1
+                    self.handle(event)                   # 331: the challenge (or 530 throttled)
+                    continue
+                if isinstance(event, Auth) and self.proof_is_right(event):
+                    self.handle(event)                   # 230: logged in; the worker takes over
+                    return True
+            except Exception as exc:    # noqa: BLE001 - the worker reports it; the lobby goes on
+                self.held = exc
+                return True
+            self.held = event          # a wrong proof (it waits login_delay), help, noop, quit, junk
+            return True
+
+    def proof_is_right(self, req: Auth) -> bool:
+        if self.challenge is None:
+            return False
+        name, cnonce, snonce, verifier, known = self.challenge
+        return known and verify_proof(verifier, req.proof, name, cnonce, snonce)
+
     def run(self) -> None:
         try:
-            c = self.config
-            self.send(greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
-                               login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
-                               min_body_rate=c.min_body_rate, rate_window=c.rate_window))
+            if not self.greeted:
+                self.greet()
+            held, self.held = self.held, None
+            if isinstance(held, BaseException):      # what the lobby met: handled as if met here
+                raise held
+            if held is not None and self.conn.state.state is not State.CLOSED:
+                self.handle(held)
             while self.conn.state.state is not State.CLOSED:
                 self.handle(self.next_event())
             self.close_cleanly()                  # after 221, or 421 for the third failed login
@@ -240,7 +300,7 @@ class Session:
 
     def next_event(self):
         """The next event, receiving as needed, with the right deadline for where we are."""
-        started: float | None = None     # when the first byte of a request header arrived
+        started, self.header_started = self.header_started, None   # when a header's first byte arrived
         while True:
             event = self.conn.next_event()
             if event is not NEED_DATA:
@@ -274,6 +334,9 @@ class Session:
             candidates = [(now + c.stall_timeout, f"no body byte for {c.stall_timeout:g} s; closing "
                                                   f"(an upload keeps its part)"),
                           (self.pace.deadline(), "")]
+        elif self.trailer_due is not None:                   # the upload's trailer: promptly
+            candidates = [(self.trailer_due, f"no trailer frame within {c.header_deadline:g} s of the "
+                                             f"body's end; closing (the upload keeps its part)")]
         elif header_started is not None:                     # a header has started: hurry
             candidates = [(header_started + c.header_deadline,
                            f"a request header took longer than {c.header_deadline:g} s; closing")]
@@ -455,16 +518,25 @@ class Session:
     def do_put(self, req: Put) -> None:
         target = self.home.resolve(self.cwd, req.path)
         upload = self.server.storage.begin_upload(self.user, self.home, self.allowance(), target,
-                                                  req.file_size, req.algo, req.digest, req.overwrite)
+                                                  req.file_size, req.algo, req.digest, req.overwrite,
+                                                  trailer=bool(req.trailer))
         self.upload = upload
+        extra = {}
+        if upload.trailer:
+            extra["trailer"] = True
+            if upload.offset:          # protocol 2: the client checks that its file starts like the part
+                with os_errors_as_replies(target.virtual):
+                    extra["part_digest"] = upload.hash_prefix()
         verb = f"resuming at byte {upload.offset}" if upload.offset else "starting"
         self.log(f"put {target.virtual}: {req.file_size} bytes, {verb}")
         self.send(reply(Code.SEND_DATA,
                         f"send {req.file_size - upload.offset} bytes from offset {upload.offset}",
-                        path=target.virtual, offset=upload.offset, file_size=req.file_size))
+                        path=target.virtual, offset=upload.offset, file_size=req.file_size, **extra))
 
     def do_data(self, req: PutData) -> None:
         upload, body_size = self.upload, self.conn.body_remaining
+        if upload.trailer and req.offset == 0 and upload.offset and body_size == upload.file_size:
+            upload.restart()           # protocol 2: the part_digest did not match the client's file
         if req.offset != upload.offset or body_size != upload.remaining:
             self.skip_body()
             self.abandon_upload()
@@ -474,6 +546,8 @@ class Session:
             upload.open()
         except OSError as exc:
             self.skip_body()
+            if upload.trailer:
+                self.receive_trailer(upload)
             raise self.disk_error(exc) from None
         # Socket trouble in here (EOF, reset, stall) propagates to run(), whose `finally`
         # keeps the part for a resume. Disk trouble is reported after the body was drained.
@@ -486,6 +560,8 @@ class Session:
                 except OSError:
                     pass
             raise
+        if upload.trailer:                 # protocol 2: the digest follows the body
+            upload.digest = self.receive_trailer(upload)
         if write_error is not None:
             raise self.disk_error(write_error)
         try:
@@ -504,6 +580,30 @@ class Session:
         self.log(f"put {path} complete: {upload.file_size} bytes, {upload.algo} {digest[:12]}...")
         self.send(reply(Code.TRANSFER_COMPLETE, f"{path} stored, {upload.algo} verified", path=path,
                         file_size=upload.file_size, algo=upload.algo, digest=digest, received=upload.written))
+
+    def receive_trailer(self, upload: Upload) -> str:
+        """Protocol 2: the frame after the body must be {"op": "trailer", "digest": hex}, within
+        header_deadline (else 421). Anything else there ends the upload with 501 (bytes kept for a
+        resume); that frame is taken as the bad trailer and gets no reply of its own."""
+        self.trailer_due = time.monotonic() + self.config.header_deadline
+        try:
+            event = self.next_event()
+        finally:
+            self.trailer_due = None
+        if isinstance(event, Trailer):
+            if len(event.digest) == DIGEST_ALGORITHMS[upload.algo]:
+                return event.digest
+            problem = (f"its digest has {len(event.digest)} hex digits, {upload.algo} has "
+                       f"{DIGEST_ALGORITHMS[upload.algo]}")
+        elif isinstance(event, Invalid) and event.op == "trailer":
+            problem = event.error.msg
+        else:
+            what = event.op if isinstance(event, Invalid) else getattr(event, "op", type(event).__name__)
+            problem = f"got {what!r} instead"
+        kept = self.abandon_upload()
+        raise StorageError(Code.BAD_ARGUMENTS, f"the body must be followed by a trailer frame "
+                           f'{{"op": "trailer", "digest": HEX}} (protocol 2): {problem}; the upload ends, '
+                           f"{kept} bytes kept for a resume")
 
     def receive_body(self, upload: Upload) -> OSError | None:
         """Body events straight into the file: recv_into → os.write + hash, nothing kept.
@@ -643,6 +743,11 @@ class FtpServer:
         self.listener.bind((config.host, config.port))
         self.listener.listen(128)
         self.address = self.listener.getsockname()
+        c = config
+        self.greeting = greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
+                                 login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
+                                 min_body_rate=c.min_body_rate, rate_window=c.rate_window)
+        self.lobby: dict[socket.socket, Session] = {}   # greeted, not logged in yet, oldest first
         self.workers = [threading.Thread(target=self._worker, name=f"ftp-worker-{i}", daemon=True)
                         for i in range(config.max_sessions)]
         for worker in self.workers:
@@ -658,53 +763,115 @@ class FtpServer:
         self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """The accept loop (connection loop, 连接循环). It never reads from a client itself.
+        """The accept loop (connection loop, 连接循环) and the lobby, on one selector.
 
-        accept() wakes up every ``poll_interval`` seconds even when nobody connects, like
+        A new connection gets a slot (or 421), its greeting, and waits in the *lobby*: this
+        thread answers its ``login`` (331) and a correct ``auth`` (230) without blocking, then
+        hands the logged-in session to a worker (jobs queue). Why: a login is three small
+        messages; in a worker thread each one is a wake-up that must win the GIL from hundreds of
+        other threads, and that costs more than the login itself (measured: 300 logins took
+        3x pyftpdlib's time). Anything else (a wrong password, help, junk, a client that takes
+        longer than LOBBY_PATIENCE) goes to a worker too, at once, with every deadline and delay of
+        a normal session: the lobby is a fast path, not a second server. Every admitted session
+        holds a slot, so a worker is always free for it.
+
+        select() wakes up every ``poll_interval`` seconds even when nobody connects, like
         socketserver's serve_forever. Why: a signal (SIGTERM from `docker stop`) that arrives
-        just *before* the thread enters a blocking accept() only sets a flag for Python to look
-        at later; without a timeout, "later" would be the next connection. (Measured: about 1
-        SIGTERM in 30 was lost that way.)
+        just *before* the thread blocks only sets a flag for Python to look at later; without a
+        timeout, "later" would be the next connection. (Measured: about 1 SIGTERM in 30 was lost
+        that way.)
         """
         try:
-            self.listener.settimeout(poll_interval)
+            self.listener.setblocking(False)
         except OSError:           # stopped (the listener closed) before the loop even began
             return
         self.log(f"listening on {self.address[0]}:{self.address[1]}")
-        while not self._stopping.is_set():
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.listener, selectors.EVENT_READ, None)
+            while not self._stopping.is_set():
+                try:
+                    ready = selector.select(self._lobby_timeout(poll_interval))
+                except OSError:
+                    break
+                for key, _ in ready:
+                    if key.data is None:
+                        if not self._accept(selector):
+                            break
+                    elif key.data.step_in_lobby():
+                        self._to_worker(selector, key.data)
+                self._send_late_ones_to_workers(selector)
+            for session in list(self.lobby.values()):   # stopping: nobody will serve them
+                selector.unregister(session.sock)
+                session.sock.close()
+                self.slots.release()
+            self.lobby.clear()
+
+    def _accept(self, selector: selectors.BaseSelector) -> bool:
+        """Accept every connection that is waiting. False when the listener is gone."""
+        while True:
             try:
                 sock, address = self.listener.accept()
-            except TimeoutError:
-                continue          # nobody came: check the flags, Python runs pending handlers
+            except BlockingIOError:
+                return True
             except OSError:
                 if self._stopping.is_set() or self.listener.fileno() == -1:
-                    break         # the listener is closed: accept() would fail at once, forever
+                    return False  # the listener is closed: accept() would fail at once, forever
                 time.sleep(0.05)  # e.g. EMFILE, or a connection reset before accept: keep serving,
-                continue          # without spinning while the condition lasts
-            sock.settimeout(None)   # the session sets its own timeouts
+                return True       # without spinning while the condition lasts
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies are small: no Nagle wait
-            if self.slots.acquire(blocking=False):
-                self.jobs.put((sock, address))
-            else:
+            if not self.slots.acquire(blocking=False):
                 self.stats.refused += 1
                 try:
                     self.refusals.put_nowait(sock)
                 except queue.Full:
                     sock.close()
+                continue
+            sock.setblocking(False)
+            session = Session(self, sock, address)
+            try:
+                session.greet()     # a fresh socket's send buffer is empty: this never blocks
+            except OSError as exc:
+                session.held = exc
+                self.jobs.put(session)
+                continue
+            self.lobby[sock] = session
+            selector.register(sock, selectors.EVENT_READ, session)
+
+    def _to_worker(self, selector: selectors.BaseSelector, session: Session) -> None:
+        selector.unregister(session.sock)
+        del self.lobby[session.sock]
+        session.sock.settimeout(None)      # blocking again: the session sets its own timeouts
+        self.jobs.put(session)
+
+    def _send_late_ones_to_workers(self, selector: selectors.BaseSelector) -> None:
+        """Sessions that did not log in within LOBBY_PATIENCE: a worker waits for them (the lobby
+        is ordered by arrival, so only the front can be late)."""
+        now = time.monotonic()
+        while self.lobby:
+            session = next(iter(self.lobby.values()))
+            if now - session.lobby_since < LOBBY_PATIENCE:
+                return
+            self._to_worker(selector, session)
+
+    def _lobby_timeout(self, poll_interval: float) -> float:
+        if not self.lobby:
+            return poll_interval
+        oldest = next(iter(self.lobby.values()))
+        return max(0.0, min(poll_interval, oldest.lobby_since + LOBBY_PATIENCE - time.monotonic()))
 
     def _worker(self) -> None:
         while True:
             job = self.jobs.get()
             if job is None:
                 return
-            sock, address = job
+            session = job
             self.stats.sessions += 1
             try:
-                with sock:
-                    Session(self, sock, address).run()
+                with session.sock:
+                    session.run()
             except Exception as exc:   # a bug in one session must not kill the worker
                 self.stats.internal_errors += 1
-                self.log(f"[{address[0]}:{address[1]}] internal error: {exc!r}")
+                self.log(f"[{session.who}] internal error: {exc!r}")
             finally:
                 self.slots.release()
 

@@ -11,6 +11,10 @@ server with what it receives and sends, so they always agree on where the sessio
                                                               └────226/426/451────┘
     any state ──quit/221 or any 421──► CLOSED
 
+Protocol 2 adds one *follow-up*: an upload announced with ``"trailer": true`` sends ``data`` +
+body, then ``trailer`` {digest}, and only then reads the reply. The trailer belongs to the data
+request still pending (FOLLOW_UPS), so it is allowed while that request waits for its reply.
+
 UPLOADING and DOWNLOADING are the "transferring" states. An op that is not allowed in the
 current state is refused with 530 (not logged in yet) or 503 (bad sequence), and the state does
 not move: the seed's client could send a put's header when the server expected a command (and
@@ -60,11 +64,17 @@ TRANSITIONS: dict[tuple[str, int | str], State] = {
     ("put", 350): State.UPLOADING,
     ("put", "*"): State.READY,
     ("data", "*"): State.READY,
+    ("trailer", "*"): State.READY,
     ("abort", "*"): State.READY,
     ("get", 150): State.DOWNLOADING,
     ("get", "*"): State.READY,
     ("quit", 221): State.CLOSED,
 }
+
+#: Ops that may be sent while another op is still waiting for its final reply, because they are
+#: part of that request: the trailer (the file's digest) right after a data body. The final
+#: reply then answers both.
+FOLLOW_UPS: dict[str, set[str]] = {"data": {"trailer"}}
 
 NOT_LOGGED_IN, BAD_SEQUENCE, SERVICE_UNAVAILABLE = 530, 503, 421
 
@@ -94,6 +104,9 @@ class SessionState:
         if self.state is State.CLOSED:
             raise SequenceError(BAD_SEQUENCE, "the session is closed")
         if self.pending is not None:
+            if op in FOLLOW_UPS.get(self.pending, ()):
+                self.pending = op
+                return
             raise SequenceError(BAD_SEQUENCE, f"still waiting for the reply to {self.pending!r}")
         if op not in ALLOWED[self.state]:
             raise SequenceError(*self._refusal(op))
@@ -128,6 +141,9 @@ class SessionState:
             return BAD_SEQUENCE, f"an upload is pending: send 'data' or 'abort' before {op!r}"
         if op == "auth":
             return BAD_SEQUENCE, "send 'login' first; 'auth' answers its challenge"
+        if op == "trailer":
+            return BAD_SEQUENCE, ("'trailer' only follows the body of a 'data' whose put announced "
+                                  "\"trailer\": true (protocol 2)")
         if op in ("data", "abort"):
             return BAD_SEQUENCE, f"{op!r} only follows a 350 reply to 'put'"
         if op == "login":

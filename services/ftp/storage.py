@@ -14,6 +14,10 @@ An upload never appears under its final name until it is complete and verified:
 * A client that disappears leaves the ``.part`` behind, fsync'ed: a later put of the *same*
   file (same size and digest, says the sidecar) continues at the part's length. A put of a
   different file under that name starts again from 0.
+* The digest is computed on a second thread (PartHasher) that reads back what the session
+  has just written to the part, while the session receives the next bytes: receiving + writing
+  and hashing run on two cores (hashlib and os.pread release the GIL). It hashes the part as it
+  is on the disk, so it verifies what was written, not just what arrived.
 
 Quota: a user's usage is every byte under their home, ``.part`` files (and sidecars) included,
 plus what their uploads in progress still announced they will send. The check and the
@@ -51,6 +55,7 @@ __all__ = ["StorageError", "Storage", "Upload", "UserSpace", "part_paths", "home
            "open_regular"]
 
 READ_CHUNK = 1024 * 1024
+HASH_IN_BACKGROUND = 256 * 1024   # smaller bodies are hashed in the session's thread (a thread costs more)
 
 
 def part_paths(final: str) -> tuple[str, str]:
@@ -123,6 +128,100 @@ def hash_fd(fd: int, algo: str, length: int | None = None) -> hashlib._Hash:
     return hasher
 
 
+class PartHasher:
+    """The digest of a part file, computed while it is being written.
+
+        session thread:  recv_into ─► os.write(part) ─► advance(position)
+                                                            │ (Condition)
+        hash thread:                     os.preadv(part) ◄──┘ ─► hasher.update ─► ... finish()
+
+    The writer tells how far the file is written; the hash thread reads that much back (from
+    the page cache) and hashes it, up to 1 MiB at a time, while the writer is already receiving
+    the next bytes. ``start``/``hasher``: the bytes before ``start`` are already hashed into
+    ``hasher`` (a resume whose prefix was hashed for the 350), else hashing starts at byte 0, so
+    a resumed part's old bytes are hashed while the new ones arrive. Small bodies are hashed
+    inline (``background=False``): starting a thread would cost more than it saves.
+    """
+
+    def __init__(self, path: str, algo: str, *, start: int = 0, hasher=None, ready: int = 0,
+                 background: bool = True) -> None:
+        self.fd = open_regular(path, os.O_RDONLY)
+        self.hasher = hasher if hasher is not None else hashlib.new(algo)
+        self.hashed = start if hasher is not None else 0
+        self.ready = ready               # bytes of the file that are written and may be hashed
+        self._writing = True
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._buffer = memoryview(bytearray(READ_CHUNK))
+        self._thread = threading.Thread(target=self._run, name="ftp-hash", daemon=True) if background else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def advance(self, position: int) -> None:
+        """The writer has written the file up to ``position``."""
+        if self._thread is None:
+            self.ready = position
+            self._hash_up_to(position)
+            return
+        with self._cond:
+            self.ready = position
+            if position - self.hashed >= READ_CHUNK:
+                self._cond.notify()
+
+    def finish(self) -> str:
+        """All bytes are written: hash the rest and return the hex digest."""
+        if self._thread is not None:
+            with self._cond:
+                self._writing = False
+                self._cond.notify()
+            self._thread.join()
+        else:
+            self._hash_up_to(self.ready)
+        self._close()
+        if self._error is not None:
+            raise self._error
+        return self.hasher.hexdigest()
+
+    def stop(self) -> None:
+        """The upload ends without a digest (cut, aborted, dropped): stop at once."""
+        if self._thread is not None:
+            with self._cond:
+                self._stopped = True
+                self._cond.notify()
+            self._thread.join()
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._stopped and self._writing and self.ready - self.hashed < READ_CHUNK:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                    limit, last = self.ready, not self._writing
+                self._hash_up_to(limit)
+                if last:
+                    return
+        except BaseException as exc:   # noqa: BLE001 - reported by finish() in the session's thread
+            self._error = exc
+
+    def _hash_up_to(self, limit: int) -> None:
+        while self.hashed < limit and not self._stopped:
+            view = self._buffer[:min(len(self._buffer), limit - self.hashed)]
+            n = os.preadv(self.fd, [view], self.hashed)
+            if n == 0:
+                raise OSError(errno.EIO, f"the part ended at byte {self.hashed}, {limit} were written")
+            self.hasher.update(view[:n])
+            self.hashed += n
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """os.write may write less than asked (a signal, a full disk): loop like sendall does."""
     view = memoryview(data)
@@ -157,17 +256,23 @@ MAX_SIDECAR_BYTES = 16 * 1024
 
 @dataclass
 class Upload:
-    """One upload in progress: from the 350 until 226, or until the client goes away."""
+    """One upload in progress: from the 350 until 226, or until the client goes away.
+
+    ``digest`` is what the client announced in its put (protocol 1), or None until the trailer
+    names it (protocol 2, ``trailer``). ``prefix`` is the hash of the part's first ``offset``
+    bytes when the 350 had to tell it (``part_digest``, protocol 2 resumes)."""
 
     user: str
     target: Resolved
     file_size: int
     algo: str
-    digest: str
+    digest: str | None
     offset: int                    # where the client's data starts (bytes already in the part)
+    trailer: bool = False
     written: int = 0               # bytes of this session's body written so far
     fd: int = -1
-    hasher: object = None
+    hasher: PartHasher | None = None
+    prefix: object = None
     part: str = field(init=False)
     sidecar: str = field(init=False)
 
@@ -182,32 +287,51 @@ class Upload:
     def remaining(self) -> int:
         return self.file_size - self.position
 
+    def hash_prefix(self) -> str:
+        """The digest of the part's first ``offset`` bytes (protocol 2: the 350's part_digest)."""
+        fd = open_regular(self.part, os.O_RDONLY)
+        try:
+            self.prefix = hash_fd(fd, self.algo, self.offset)
+        finally:
+            os.close(fd)
+        return self.prefix.hexdigest()
+
+    def restart(self) -> None:
+        """Protocol 2: the client's file does not start like the part (its part_digest differs),
+        so it sends everything from byte 0; open() truncates the part."""
+        self.offset, self.prefix = 0, None
+
     def open(self) -> None:
-        """Open the part for appending at ``offset`` and hash what is already in it."""
+        """Open the part for appending at ``offset``; start hashing (old bytes first)."""
         self.fd = open_regular(self.part, os.O_WRONLY | os.O_CREAT)
         os.ftruncate(self.fd, self.offset)       # never trust bytes past the agreed offset
         os.lseek(self.fd, self.offset, os.SEEK_SET)
-        read_fd = open_regular(self.part, os.O_RDONLY)
-        try:
-            self.hasher = hash_fd(read_fd, self.algo, self.offset)
-        finally:
-            os.close(read_fd)
+        prefix = self.prefix.copy() if self.prefix is not None else None
+        self.hasher = PartHasher(self.part, self.algo, start=self.offset, hasher=prefix, ready=self.offset,
+                                 background=self.file_size - self.offset >= HASH_IN_BACKGROUND)
 
     def write(self, data: bytes | memoryview) -> None:
         if len(data) > self.remaining:
             raise StorageError(Code.BAD_ARGUMENTS, "more bytes than the announced file size")
         write_all(self.fd, data)
-        self.hasher.update(data)
         self.written += len(data)
+        self.hasher.advance(self.position)
+
+    def _stop_hashing(self) -> None:
+        hasher, self.hasher = self.hasher, None
+        if hasher is not None:
+            hasher.stop()
 
     def drop_received(self) -> None:
         """Forget this session's bytes (their frame failed its checksum): back to ``offset``."""
+        self._stop_hashing()
         if self.fd >= 0:
             os.ftruncate(self.fd, self.offset)
         self.written = 0
 
     def keep_for_resume(self) -> int:
         """The client is gone or gave up: make what we have durable, so a resume can trust it."""
+        self._stop_hashing()
         if self.fd >= 0:
             try:
                 os.fsync(self.fd)
@@ -221,7 +345,8 @@ class Upload:
 
     def commit(self) -> str:
         """Verify, fsync, rename into place, fsync the directory. Returns the digest."""
-        got = self.hasher.hexdigest()
+        hasher, self.hasher = self.hasher, None
+        got = hasher.finish() if hasher is not None else hashlib.new(self.algo).hexdigest()
         if self.position != self.file_size or got != self.digest:
             self.discard()
             raise StorageError(Code.LOCAL_ERROR, f"{self.algo} mismatch: you announced {self.digest}, "
@@ -235,6 +360,7 @@ class Upload:
         return got
 
     def discard(self) -> None:
+        self._stop_hashing()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -363,8 +489,9 @@ class Storage:
 
     @path_operation
     def begin_upload(self, user: str, home: Home, allowance: Allowance | int, target: Resolved, file_size: int,
-                     algo: str, digest: str, overwrite: bool) -> Upload:
-        """Check everything, pick the resume offset, reserve the quota. 350 follows on success."""
+                     algo: str, digest: str | None, overwrite: bool, *, trailer: bool = False) -> Upload:
+        """Check everything, pick the resume offset, reserve the quota. 350 follows on success.
+        ``trailer`` (protocol 2): the digest comes after the body; ``digest`` is None."""
         if isinstance(allowance, int):
             allowance = Allowance(allowance)
         folder = os.path.dirname(target.real)
@@ -382,7 +509,7 @@ class Storage:
         with space.lock:   # check + reserve as one step: the heart of a race-free quota
             if target.real in space.uploads:
                 raise StorageError(Code.FILE_BUSY, f"{target.virtual} is being uploaded by another session")
-            upload = Upload(user, target, file_size, algo, digest, offset=0)
+            upload = Upload(user, target, file_size, algo, digest, offset=0, trailer=trailer)
             upload.offset = self._resume_offset(upload)
             used, reserved, entries = self.full_usage(user, home)
             if not exists and upload.offset == 0:
@@ -407,8 +534,11 @@ class Storage:
         except FileNotFoundError:
             remove_quietly(upload.sidecar)
             return 0
+        # Protocol 1 resumes the same file (same digest). Protocol 2 knows no digest yet: a part of
+        # the same size and algorithm is offered, with its part_digest, and the client checks it.
         same = (meta is not None and meta.get("file_size") == upload.file_size
-                and meta.get("algo") == upload.algo and meta.get("digest") == upload.digest)
+                and meta.get("algo") == upload.algo
+                and (upload.trailer or meta.get("digest") == upload.digest))
         if same and stat.S_ISREG(st.st_mode) and st.st_size <= upload.file_size:
             return st.st_size
         remove_quietly(upload.part)
