@@ -1,4 +1,5 @@
 """The CLI's argument errors, without an engine."""
+import os
 import subprocess
 import sys
 
@@ -116,3 +117,14 @@ def test_the_gateway_rule_is_found_again_by_its_tag_and_removed_exactly(monkeypa
     deletes = [c for c in calls if "-D" in c]
     assert len(deletes) == 1 and "br-socketlab" in deletes[0] and "socketlab:socketlab" in deletes[0]
     assert deploy.GatewayGuard.rule("br-x", "p")[:3] == ["INPUT", "-i", "br-x"]
+
+
+def test_output_into_a_closed_pipe_is_no_traceback():
+    """`python lab.py list | head -1`: the reader has left before lab.py writes; it stops quietly."""
+    reader, writer = os.pipe()
+    os.close(reader)                   # nobody will read: every write is EPIPE
+    done = subprocess.run([sys.executable, "lab.py", "list"], stdout=writer, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(writer)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
