@@ -325,7 +325,7 @@ def call_text(row: Row, conn: Connection | None = None) -> str:
     wait = row.kind == "wait"
     if c.exc and not wait:
         err = ERRNO_NAMES.get(c.errno) or c.exc.split(":")[0]
-        base = {"connect": f"connect({_short(c.addr)})", "send": f"send({c.req})", "sendall": f"sendall({c.req})",
+        base = {"connect": f"connect({_short(c.addr, conn)})", "send": f"send({c.req})", "sendall": f"sendall({c.req})",
                 "recv": f"recv({c.req})", "recv_into": f"recv_into({c.req})",
                 "bind": f"bind(:{_port(c.addr)})" if c.addr else "bind()"}.get(name, f"{name}()")
         return f"{base} ✘ {err}"

@@ -258,70 +258,95 @@ def _streams(ladder: Ladder) -> dict[tuple[int, str], list[Row]]:
     return out
 
 
-def framed(ladder: Ladder) -> None:
-    """framing: one frame in many segments (trickle), and whole frames sharing one segment (pipeline)."""
-    split_done = shared_done = False
-    for rows in _streams(ladder).values():
+@dataclass
+class Placed:
+    """A frame found in a connection's byte stream, with the segments it travelled in."""
+    conn: int
+    direction: str
+    frame: Frame
+    first: int          # index into rows of the segment holding its first byte
+    last: int           # ... and its last byte (as far as the stream goes)
+    rows: list[Row]
+
+
+def placed_frames(ladder: Ladder, resync: bool = False) -> list[Placed]:
+    out = []
+    for (conn, direction), rows in _streams(ladder).items():
         starts = list(itertools.accumulate((r.seg.length for r in rows[:-1]), initial=0))
-        frames = frame_spans(b"".join(r.seg.payload for r in rows))
-        pieces = [(bisect.bisect_right(starts, f.start) - 1, bisect.bisect_right(starts, f.end - 1) - 1)
-                  for f in frames]
-        for f, (first, last) in zip(frames, pieces):
-            if not split_done and last - first + 1 >= 4:
-                split_done = True
-                what = f.header.get("cmd") or f.header.get("op") or f.header.get("code") or "?"
-                _add(rows[first], f"one {f.end - f.start}-byte frame ({what!r}) in {last - first + 1} segments: "
-                                  "recv() gets pieces; recv_exact loops until the 4-byte prefix, the header and "
-                                  "the body are each whole.")
-        whole = collections.Counter(first for first, last in pieces if first == last)
-        for k, count in sorted(whole.items()):
-            if count >= 2 and not shared_done:
-                shared_done = True
-                _add(rows[k], f"{count} whole frames in ONE segment: only the length prefixes say where each "
-                              "ends; a reader that takes what one recv() returns as one message merges them.")
+        for f in frame_spans(b"".join(r.seg.payload for r in rows), resync):
+            out.append(Placed(conn, direction, f, bisect.bisect_right(starts, f.start) - 1,
+                              bisect.bisect_right(starts, f.end - 1) - 1, rows))
+    return out
+
+
+def framed(ladder: Ladder) -> None:
+    """framing: one frame in many segments (trickle), and whole frames sharing one segment (pipeline);
+    the first of each, per connection and direction."""
+    split: set[tuple] = set()
+    whole: collections.Counter = collections.Counter()
+    frames = placed_frames(ladder)
+    for p in frames:
+        stream = (p.conn, p.direction)
+        if stream not in split and p.last - p.first + 1 >= 4:
+            split.add(stream)
+            what = p.frame.header.get("cmd") or p.frame.header.get("op") or p.frame.header.get("code") or "?"
+            _add(p.rows[p.first], f"one {p.frame.end - p.frame.start}-byte frame ({what!r}) in "
+                                  f"{p.last - p.first + 1} segments: recv() gets pieces; recv_exact loops until "
+                                  "the 4-byte prefix, the header and the body are each whole.")
+        if p.first == p.last:
+            whole[(stream, p.first)] += 1
+    shared: set[tuple] = set()
+    for p in frames:
+        stream = (p.conn, p.direction)
+        count = whole[(stream, p.first)]
+        if count >= 2 and stream not in shared:
+            shared.add(stream)
+            _add(p.rows[p.first], f"{count} whole frames in ONE segment: only the length prefixes say where "
+                                  "each ends; a reader that takes what one recv() returns as one message merges "
+                                  "them.")
 
 
 def resumed_upload(ladder: Ladder) -> None:
-    """ftp: an upload cut short, and the next put resuming from the offset the server names."""
-    puts = []
-    for (conn, direction), rows in _streams(ladder).items():
-        stream = b"".join(r.seg.payload for r in rows)
-        for f in frame_spans(stream, resync=True):
-            puts.append((rows[0].t, conn, direction, f.header))
-    by_conn: dict[int, dict] = {}
-    for _, conn, direction, header in sorted(puts, key=lambda p: p[0]):
-        info = by_conn.setdefault(conn, {"ops": [], "codes": []})
-        if direction == "c2s" and isinstance(header.get("op"), str):
-            info["ops"].append(header)
-        elif direction == "s2c" and isinstance(header.get("code"), int):
-            info["codes"].append(header)
-    cut_conn = None
-    for conn, info in by_conn.items():
-        data = [h for h in info["ops"] if h.get("op") == "data"]
-        accepted = [h for h in info["codes"] if h.get("code") == 350]
+    """ftp: an upload cut short, and the next put resuming from the offset the server names.
+
+    Found by the ops and fields of the frames' JSON headers (put, data + offset, the 350 reply and
+    its offset), never by a frame's exact layout: bytes the framing layer does not count (a trailer)
+    are skipped over."""
+    frames = placed_frames(ladder, resync=True)
+    cut_seen = False
+    for conn in ladder.connections:
+        mine = [p for p in frames if p.conn == conn]
+        data = [p for p in mine if p.direction == "c2s" and p.frame.header.get("op") == "data"]
+        codes = [p.frame.header.get("code") for p in mine if p.direction == "s2c"]
         if not data:
             continue
-        offset = data[-1].get("offset")
-        sent = sum(r.seg.length for r in _conn_rows(ladder, conn) if r.kind == "segment" and r.direction == "c2s")
-        finished = any(h.get("code") == 226 for h in info["codes"])
+        p = data[-1]
+        offset = p.frame.header.get("offset")
+        announced = p.frame.header.get("size") or 0
+        sent = sum(r.seg.length for r in p.rows) - p.frame.body_start
         fin = _first(_conn_rows(ladder, conn), lambda r: _seg(r, "FIN") and r.direction == "c2s")
-        if not finished and fin and cut_conn is None and offset == 0:
-            cut_conn = conn
-            _add(fin, f"the upload is cut: the client closes after {sent} bytes, before the whole body; the "
-                      "server keeps the part it got (a hidden partial), no 226.")
-        elif cut_conn is not None and isinstance(offset, int) and offset > 0 and accepted:
-            reply = _first(_conn_rows(ladder, conn), lambda r: r.kind == "segment" and r.direction == "s2c"
-                           and b'350' in r.seg.payload)
-            _add(reply, f"the same put again: the server answers 350 with offset {offset} - it already holds "
-                        f"{offset} bytes of this file (same size and digest) - and the client sends only the rest.")
+        if not cut_seen and 226 not in codes and fin and sent < announced:
+            cut_seen = True
+            _add(fin, f"the upload is cut: the client closes after {sent} of the {announced} body bytes of its "
+                      f"data frame (offset {offset}); no 226 - the server keeps the {sent} bytes as a hidden "
+                      "partial.")
+        elif cut_seen and isinstance(offset, int) and offset > 0:
+            accepted = next((q for q in mine if q.direction == "s2c" and q.frame.header.get("code") == 350), None)
+            if accepted is not None:
+                _add(accepted.rows[accepted.first], f"the same put again: 350 with offset {offset} - the server "
+                                                    f"already holds {offset} bytes of this file (same size and "
+                                                    "digest).")
+            _add(p.rows[p.first], f"data from offset {offset}: only the remaining {announced} bytes cross the "
+                                  "wire.")
             return
 
 
 @dataclass
 class Frame:
     start: int
-    end: int           # after the body
+    end: int           # after the body (or where the stream ends)
     header: dict
+    body_start: int = 0
 
 
 def frame_spans(stream: bytes, resync: bool = False, limit: int = 65536) -> list[Frame]:
@@ -356,7 +381,7 @@ def _frame_at(stream: bytes, pos: int, limit: int) -> Frame | None:
     if not isinstance(header, dict):
         return None
     body = header.get("size") if isinstance(header.get("size"), int) and header.get("size") > 0 else 0
-    return Frame(pos, min(pos + 4 + size + body, len(stream)), header)
+    return Frame(pos, min(pos + 4 + size + body, len(stream)), header, pos + 4 + size)
 
 
 DEFAULT = (handshake, refused, first_fin)
