@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -19,27 +18,15 @@ import pytest
 from framing import server as fs
 from framing.codec import HEADER_LENGTH, FrameDecoder, encode_frame
 from framing.sockio import read_frame
+from tests.hostile.inprocess import served_in_process
 
 TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
 def addr():
-    saved = (fs.IDLE_TIMEOUT, fs.FRAME_TIMEOUT, fs.MAX_CLIENTS)
-    fs.IDLE_TIMEOUT, fs.FRAME_TIMEOUT, fs.MAX_CLIENTS = 1.5, 1.0, 8
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        try:
-            fs.serve_forever(listener)
-        except OSError:                    # the listener was shut down: the test module is over
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()
-    listener.shutdown(socket.SHUT_RDWR)
-    listener.close()
-    fs.IDLE_TIMEOUT, fs.FRAME_TIMEOUT, fs.MAX_CLIENTS = saved
+    with served_in_process(fs, IDLE_TIMEOUT=1.5, FRAME_TIMEOUT=1.0, MAX_CLIENTS=8) as address:
+        yield address
 
 
 def connect(addr) -> socket.socket:

@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 from sticky import server as ss
+from tests.hostile.inprocess import served_in_process
 
 TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
 def addr():
-    saved = (ss.IDLE_TIMEOUT, ss.LINE_TIMEOUT, ss.MAX_CLIENTS)
-    ss.IDLE_TIMEOUT, ss.LINE_TIMEOUT, ss.MAX_CLIENTS = 2.0, 1.0, 8
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        try:
-            ss.serve_forever(listener)
-        except OSError:                    # the listener was shut down: the test module is over
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()
-    listener.shutdown(socket.SHUT_RDWR)
-    listener.close()
-    ss.IDLE_TIMEOUT, ss.LINE_TIMEOUT, ss.MAX_CLIENTS = saved
+    with served_in_process(ss, IDLE_TIMEOUT=2.0, LINE_TIMEOUT=1.0, MAX_CLIENTS=8) as address:
+        yield address
 
 
 _buffers: dict[int, bytearray] = {}       # bytes received past the reply we were reading, per socket
