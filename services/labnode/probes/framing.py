@@ -678,8 +678,20 @@ def client_vanishes(host: str, port: int) -> bool:
 
 # ---------------------------------------------------------------------------------- main
 
-PROBES = ["recv-sizes", "trickle", "pipelined", "big-body", "truncated", "oversize-header", "bad-input",
-          "grade-client", "trickled-request", "pipelined-requests", "client-vanishes"]
+# each probe by name, called with the parsed command line
+PROBES = {
+    "recv-sizes": lambda a: recv_sizes(a.host, a.port, a.command, tuple(int(s) for s in a.sizes.split(","))),
+    "trickle": lambda a: trickle(a.host, a.port),
+    "pipelined": lambda a: pipelined(a.host, a.port),
+    "big-body": lambda a: big_body(a.host, a.port, a.size),
+    "truncated": lambda a: truncated(a.host, a.port),
+    "oversize-header": lambda a: oversize_header(a.host, a.port),
+    "bad-input": lambda a: bad_input(a.host, a.port),
+    "trickled-request": lambda a: trickled_request(a.host, a.port),
+    "pipelined-requests": lambda a: pipelined_requests(a.host, a.port),
+    "client-vanishes": lambda a: client_vanishes(a.host, a.port),
+    "grade-client": lambda a: grade_client(a.host, a.port, a.client_cmd),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -693,28 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cmd", default="python3 framing/client.py", help="grade-client: the client")
     args = parser.parse_args(argv)
     try:
-        if args.probe == "recv-sizes":
-            ok = recv_sizes(args.host, args.port, args.command, tuple(int(s) for s in args.sizes.split(",")))
-        elif args.probe == "trickle":
-            ok = trickle(args.host, args.port)
-        elif args.probe == "pipelined":
-            ok = pipelined(args.host, args.port)
-        elif args.probe == "big-body":
-            ok = big_body(args.host, args.port, args.size)
-        elif args.probe == "truncated":
-            ok = truncated(args.host, args.port)
-        elif args.probe == "oversize-header":
-            ok = oversize_header(args.host, args.port)
-        elif args.probe == "bad-input":
-            ok = bad_input(args.host, args.port)
-        elif args.probe == "trickled-request":
-            ok = trickled_request(args.host, args.port)
-        elif args.probe == "pipelined-requests":
-            ok = pipelined_requests(args.host, args.port)
-        elif args.probe == "client-vanishes":
-            ok = client_vanishes(args.host, args.port)
-        else:
-            ok = grade_client(args.host, args.port, args.client_cmd)
+        ok = PROBES[args.probe](args)
     except (OSError, EOFError, FramingError) as exc:   # FramingError: the server's frames are broken
         print(f"could not complete the probe against {args.host}:{args.port}: {error_text(exc)}")
         ok = result(False, probe_error=error_text(exc))

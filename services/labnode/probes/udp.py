@@ -323,10 +323,22 @@ def my_address(host: str, port: int) -> bool:
     return result(True, address=ip)
 
 
+# each probe by name, called with the parsed command line
+PROBES = {
+    "no-connection": lambda a: no_connection(a.host, a.port, a.closed_port or a.port + 9),
+    "boundaries": lambda a: boundaries(a.host, a.port),
+    "truncation": lambda a: truncation(a.host, a.port),
+    "max-size": lambda a: max_size(a.host, a.port),
+    "overflow": lambda a: overflow(a.host, a.port, a.count or 1000, a.size, a.rcvbuf),
+    "relay-loss": lambda a: relay_loss(a.host, a.port, a.count or 30, a.loss, a.seed, a.one_way),
+    "delivered": lambda a: delivered(a.host, a.port, a.count or 20),
+    "my-address": lambda a: my_address(a.host, a.port),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=["no-connection", "boundaries", "truncation", "max-size", "overflow",
-                                          "relay-loss", "delivered", "my-address"])
+    parser.add_argument("probe", choices=PROBES)
     parser.add_argument("--host", default="udp-server")
     parser.add_argument("--port", type=int, default=20040)
     parser.add_argument("--closed-port", type=int, default=0, help="no-connection: a port with nothing on it")
@@ -338,22 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-way", action="store_true", help="relay-loss: the relay runs with --one-way")
     args = parser.parse_args(argv)
     try:
-        if args.probe == "no-connection":
-            ok = no_connection(args.host, args.port, args.closed_port or args.port + 9)
-        elif args.probe == "boundaries":
-            ok = boundaries(args.host, args.port)
-        elif args.probe == "truncation":
-            ok = truncation(args.host, args.port)
-        elif args.probe == "max-size":
-            ok = max_size(args.host, args.port)
-        elif args.probe == "overflow":
-            ok = overflow(args.host, args.port, args.count or 1000, args.size, args.rcvbuf)
-        elif args.probe == "relay-loss":
-            ok = relay_loss(args.host, args.port, args.count or 30, args.loss, args.seed, args.one_way)
-        elif args.probe == "delivered":
-            ok = delivered(args.host, args.port, args.count or 20)
-        else:
-            ok = my_address(args.host, args.port)
+        ok = PROBES[args.probe](args)
     except (OSError, LookupError, ValueError) as exc:
         print(f"could not complete the probe against {args.host}:{args.port}: {type(exc).__name__}: {exc}")
         ok = result(False, error=f"{type(exc).__name__}: {exc}")
