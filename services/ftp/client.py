@@ -38,13 +38,16 @@ import functools
 import getpass
 import hashlib
 import json
+import mmap
 import os
 import shlex
 import socket
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from framing.codec import NEED_DATA
 from ftp.auth import client_proof, expected_server_signature, new_nonce, salted_key
@@ -59,6 +62,7 @@ from ftp.protocol import (
     MAX_PATH_CHARS,
     PART_SUFFIX,
     SIDECAR_SUFFIX,
+    TRAILER_FEATURE,
     Auth,
     Body,
     Cd,
@@ -82,6 +86,7 @@ from ftp.protocol import (
     Rm,
     Role,
     State,
+    Trailer,
 )
 
 Progress = Callable[[int, int], None]     # progress(bytes_done, bytes_total)
@@ -118,6 +123,37 @@ def file_digest(path: str, algo: str = DEFAULT_ALGORITHM) -> str:
         return hashlib.file_digest(f, algo).hexdigest()
 
 
+CONTROL_BUFFER_SIZE = 16 * 1024
+STREAM_CHUNK = 1024 * 1024            # a put's unit of hashing and sending (protocol 2)
+
+
+class FileMap:
+    """A read-only memoryview of a whole file (mmap; an empty file is b""): a put hashes and
+    sends straight from the page cache, without copying the file into a buffer first."""
+
+    def __init__(self, f, size: int) -> None:
+        self._map = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else None
+        if self._map is not None and hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_SEQUENTIAL)
+        self.view = memoryview(self._map) if self._map is not None else memoryview(b"")
+
+    def __enter__(self) -> memoryview:
+        return self.view
+
+    def __exit__(self, *exc: object) -> None:
+        self.view.release()
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:      # a failed send left a slice with the hash thread: GC closes it
+                pass
+
+
+def _wait_and_release(job, chunk: memoryview) -> None:
+    job.result()
+    chunk.release()
+
+
 def local_part_paths(local: str) -> tuple[str, str]:
     folder, name = os.path.split(os.path.abspath(local))
     return os.path.join(folder, f".{name}{PART_SUFFIX}"), os.path.join(folder, f".{name}{SIDECAR_SUFFIX}")
@@ -135,8 +171,11 @@ class FtpClient:
         self.host, self.port, self.timeout = host, port, timeout
         self.sock: socket.socket | None = None
         self.conn = FtpConnection(Role.CLIENT)
-        self.buffer = bytearray(CHUNK_SIZE)
-        self.view = memoryview(self.buffer)
+        # Replies are small: 16 KiB serve them. The 256 KiB buffer for download bodies is made
+        # when the first body arrives (300 clients that only log in do not pay 75 MiB for it).
+        self.control = memoryview(bytearray(CONTROL_BUFFER_SIZE))
+        self.bulk: memoryview | None = None
+        self.hash_thread: ThreadPoolExecutor | None = None
         self.greeting: Reply | None = None
         self.user: str | None = None
         if connect:
@@ -154,10 +193,23 @@ class FtpClient:
             raise FtpError(self.greeting)
         return self.greeting
 
+    @property
+    def streams_digest(self) -> bool:
+        """Protocol 2: the server takes the digest in a trailer after the body, so a put reads
+        the file once. A version-1 server (a student's, say) gets the digest up front."""
+        fields = self.greeting.fields if self.greeting is not None else {}
+        version = fields.get("version")
+        features = fields.get("features")
+        return (type(version) is int and version >= 2 and isinstance(features, list)  # noqa: E721
+                and TRAILER_FEATURE in features)
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.hash_thread is not None:
+            self.hash_thread.shutdown(wait=False)
+            self.hash_thread = None
 
     def cut(self) -> None:
         """Stop mid-transfer like a client that crashed, but deterministically: send FIN
@@ -193,8 +245,13 @@ class FtpClient:
             event = self.conn.next_event()
             if event is not NEED_DATA:
                 return event
-            n = self.sock.recv_into(self.buffer)
-            self.conn.receive_data(self.view[:n])
+            buffer = self.control
+            if self.conn.in_body:
+                if self.bulk is None:
+                    self.bulk = memoryview(bytearray(CHUNK_SIZE))
+                buffer = self.bulk
+            n = self.sock.recv_into(buffer)
+            self.conn.receive_data(buffer[:n])
 
     def read_reply(self) -> Reply:
         event = self.next_event()
@@ -280,23 +337,31 @@ class FtpClient:
             algo: str = DEFAULT_ALGORITHM, progress: Progress | None = None,
             cut_after: int | None = None, on_accept: Callable[[Reply], None] | None = None) -> Reply:
         """Upload ``local``; the server tells us where to start (0, or the end of an earlier part).
-        ``on_accept(reply)`` sees the server's 350 (with its offset) before any file byte goes."""
+        ``on_accept(reply)`` sees the server's 350 (with its offset) before any file byte goes.
+
+        Protocol 2 (the server's greeting offers "digest-trailer"): the file is read once, hashed
+        while it is sent, and its digest follows the body in a trailer. Protocol 1: the digest
+        goes in the put, so the file is hashed first and then sent (read twice)."""
         remote = remote or os.path.basename(local)
         with open(local, "rb") as f:                  # no local file: nothing was sent (no desync)
             size = os.fstat(f.fileno()).st_size
-            digest = hashlib.file_digest(f, algo).hexdigest()
-            accepted = self.request(Put(remote, size, digest, algo, overwrite))
-            offset = accepted.get_int("offset", high=size)
-            if on_accept is not None:
-                on_accept(accepted)
-            count = size - offset
-            if cut_after is not None:
-                count = min(count, cut_after)
-            self.send(PutData(offset), body_size=size - offset)
-            sent = self._send_file(f, offset, count, size, progress)
-            if cut_after is not None and sent < size - offset:
-                self.cut()              # FIN after `sent` bytes: the server keeps exactly those
-                raise TransferCut(sent)
+            if self.streams_digest:
+                accepted = self.request(Put(remote, size, None, algo, overwrite, trailer=True))
+                digest = self._stream_file(f, size, accepted, algo, progress, cut_after, on_accept)
+            else:
+                digest = hashlib.file_digest(f, algo).hexdigest()
+                accepted = self.request(Put(remote, size, digest, algo, overwrite))
+                offset = accepted.get_int("offset", high=size)
+                if on_accept is not None:
+                    on_accept(accepted)
+                count = size - offset
+                if cut_after is not None:
+                    count = min(count, cut_after)
+                self.send(PutData(offset), body_size=size - offset)
+                sent = self._send_file(f, offset, count, size, progress)
+                if cut_after is not None and sent < size - offset:
+                    self.cut()              # FIN after `sent` bytes: the server keeps exactly those
+                    raise TransferCut(sent)
         done = self.read_reply()
         if not done.ok:
             raise FtpError(done)
@@ -304,6 +369,46 @@ class FtpClient:
             raise FtpError(Reply(Code.LOCAL_ERROR,
                                  f"server stored digest {done.fields.get('digest')}, ours is {digest}"))
         return done
+
+    def _stream_file(self, f, size: int, accepted: Reply, algo: str, progress: Progress | None,
+                     cut_after: int | None, on_accept: Callable[[Reply], None] | None) -> str:
+        """Protocol 2's one pass: each 1 MiB of the file (mapped, not copied) is hashed on a second
+        thread while this one sends it (hashlib and sendall release the GIL: two cores work).
+        A resume first hashes the bytes the server has and compares with its part_digest; if the
+        part is not the start of our file, we send everything from 0. Returns the digest."""
+        offset = accepted.get_int("offset", high=size)
+        hasher = hashlib.new(algo)
+        with FileMap(f, size) as view:
+            if offset:
+                for start in range(0, offset, STREAM_CHUNK):
+                    hasher.update(view[start:min(offset, start + STREAM_CHUNK)])
+                if hasher.hexdigest() != accepted.get_str("part_digest", default=""):
+                    offset, hasher = 0, hashlib.new(algo)   # not our file's beginning: start over
+            if on_accept is not None:
+                on_accept(Reply(accepted.code, accepted.msg, {**accepted.fields, "offset": offset}))
+            count = size - offset if cut_after is None else min(size - offset, cut_after)
+            self.send(PutData(offset), body_size=size - offset)
+            if progress:
+                progress(offset, size)
+            if self.hash_thread is None:
+                self.hash_thread = ThreadPoolExecutor(1, thread_name_prefix="ftp-client-hash")
+            hashing: deque = deque()             # (job, chunk) being hashed
+            for start in range(offset, offset + count, STREAM_CHUNK):
+                chunk = view[start:min(offset + count, start + STREAM_CHUNK)]
+                hashing.append((self.hash_thread.submit(hasher.update, chunk), chunk))
+                self.sock.sendall(chunk)
+                while len(hashing) > 1:          # the hash may lag one chunk behind the socket
+                    _wait_and_release(*hashing.popleft())
+                if progress:
+                    progress(start + len(chunk), size)
+            while hashing:
+                _wait_and_release(*hashing.popleft())
+            if cut_after is not None and count < size - offset:
+                self.cut()                       # FIN after `count` bytes: the server keeps those
+                raise TransferCut(count)
+        digest = hasher.hexdigest()
+        self.send(Trailer(digest))
+        return digest
 
     def _send_file(self, f, offset: int, count: int, size: int, progress: Progress | None) -> int:
         """socket.sendfile in slices of a few MiB, so the progress bar can move."""

@@ -56,9 +56,9 @@ from ftp.oserrors import os_errors_as_replies, reply_for_os_error
 from ftp.paths import Home
 from ftp.protocol import (
     CHUNK_SIZE,
-    DIGEST_ALGORITHMS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_PORT,
+    DIGEST_ALGORITHMS,
     HEADER_DEADLINE,
     IDLE_TIMEOUT,
     LOGIN_DEADLINE,

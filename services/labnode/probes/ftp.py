@@ -440,14 +440,17 @@ def probe_resume_upload(host: str, port: int, stage: str = "both", size: int = 3
         ok = entry.get("type") == "partial" and entry.get("size") == cut
     if stage in ("resume", "both"):
         client = login(host, port, "alice")
-        with open(local("resume-up.bin"), "rb") as f:
-            accepted = client.request(Put("resume-up.bin", size, digest, overwrite=True))
-            offset = accepted.get_int("offset")
-            say(f"put again: the server answers {accepted.code} offset={offset} "
-                f"(it already has {offset} bytes of a file with this size and sha256)")
-            client.send(PutData(offset), body_size=size - offset)
-            client.sock.sendfile(f, offset, size - offset)
-        done = client.read_reply()
+        accepted: list[Reply] = []
+        version = client.greeting.fields.get("version")
+        how = ("the digest follows the body, protocol 2" if client.streams_digest
+               else "the sha256 is in the put, protocol 1")
+        try:
+            done = client.put(local("resume-up.bin"), "resume-up.bin", overwrite=True, on_accept=accepted.append)
+        except FtpError as exc:
+            done = exc.reply
+        offset = accepted[0].get_int("offset") if accepted else -1
+        say(f"put again (greeting version {version}: {how}): the server answers 350 offset={offset} "
+            f"(it already has {offset} bytes of this file)")
         say(f"sent the remaining {size - offset} bytes -> {done.code} {done.msg}; "
             f"server sha256 {done.fields.get('digest')}")
         entries = {e["name"]: e for e in client.ls("/")}
