@@ -14,8 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -100,35 +98,21 @@ class NodeStatus:
                 "ip": self.ip, "ports": self.ports, "dns": self.aliases, "connections": self.connections}
 
 
-# -- the kernel's connection table, read inside a server container -------------------------------
-# /proc/net/tcp's state column is the kernel's enum tcp_state in hex (services/labnode/kernel.py
-# reads the same table inside the lesson containers).
-TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
-              "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
-              "0B": "CLOSING", "0C": "NEW_SYN_RECV"}
-
-
-def _proc_address(field_: str) -> tuple[str, int]:
-    """'0B004D0A:4E20' -> ('10.77.0.11', 20000): the kernel prints each 32-bit word in host order."""
-    hex_ip, hex_port = field_.split(":")
-    words = struct.unpack(f">{len(hex_ip) // 8}I", bytes.fromhex(hex_ip))
-    raw = struct.pack(f"<{len(words)}I", *words)
-    ip = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
-    return ip.removeprefix("::ffff:"), int(hex_port, 16)
-
-
-def tcp_peers(table: str, port: int) -> list[tuple[str, int, str]]:
-    """(peer ip, peer port, state) of every connection on local ``port`` in /proc/net/tcp{,6} text."""
-    peers = []
-    for line in table.splitlines():
-        f = line.split()
-        if len(f) < 4 or not f[0].rstrip(":").isdigit():
-            continue                       # the header line ("sl local_address ...")
-        (_, local_port), (peer_ip, peer_port) = _proc_address(f[1]), _proc_address(f[2])
-        state = TCP_STATES.get(f[3], f[3])
-        if local_port == port and state != "LISTEN":
-            peers.append((peer_ip, peer_port, state))
-    return peers
+# -- the kernel's connection table, read inside a server container ------------------------------
+def peers_from_sockets_tool(stdout: bytes) -> list[tuple[str, int, str]]:
+    """(peer ip, peer port, state) of each connection ``python3 -m labnode sockets`` found (the node
+    tool reads /proc/net/tcp{,6} inside the container; the listener itself is left out)."""
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("RESULT "):
+            sockets = json.loads(line[len("RESULT "):]).get("observed", {}).get("sockets", [])
+            peers = []
+            for s in sockets:
+                if s["state"] == "LISTEN":
+                    continue
+                ip, port = s["remote"].rsplit(":", 1)
+                peers.append((ip.removeprefix("::ffff:"), int(port), s["state"]))
+            return peers
+    return []
 
 
 # -- the student's workspace -------------------------------------------------------------------
@@ -501,11 +485,11 @@ class LabManager:
     def connections(self, container: Container, port: int) -> list[tuple[str, int, str]]:
         """The server's connections on its port, from the kernel's table inside its container."""
         try:
-            result = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=True)
+            result = container.exec_run(["python3", "-m", "labnode", "sockets", "--port", str(port),
+                                         "--settle", "0"], demux=True)
         except docker.errors.APIError:
             return []
-        out = (result.output or (b"", b""))[0] or b""
-        return tcp_peers(out.decode("ascii", "replace"), port)
+        return peers_from_sockets_tool((result.output or (b"", b""))[0] or b"")
 
     def status(self, lesson: str | None = None, connections: bool = False) -> list[NodeStatus]:
         rows = []

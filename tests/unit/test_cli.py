@@ -1,4 +1,5 @@
 """The CLI's argument errors, without an engine."""
+import json
 import os
 import subprocess
 import sys
@@ -56,17 +57,27 @@ def test_up_suggests_only_the_checks_the_lesson_has(lesson, graded, not_graded):
         assert not any(f"--{role}" in c for c in commands)
 
 
-def test_status_reads_a_servers_connections_from_proc_net_tcp():
-    from socketlab.deploy import tcp_peers
-    table = (
+def test_status_reads_a_servers_connections_from_proc_net_tcp(tmp_path):
+    """One parser of the kernel's table (labnode.kernel, run inside the container by the node tool);
+    status reads what that tool reports."""
+    from labnode.kernel import read_tcp_table
+    from socketlab.deploy import peers_from_sockets_tool
+    tcp, tcp6 = tmp_path / "tcp", tmp_path / "tcp6"
+    tcp.write_text(
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         "   0: 00000000:4E34 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1\n"
         "   1: 0A004D0A:4E34 0B004D0A:A2B6 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n"
         "   2: 0A004D0A:4E34 0B004D0A:A2B8 06 00000000:00000000 03:00000000 00000000     0        0 0 3\n"
-        "   3: 0A004D0A:9C40 0B004D0A:4E34 01 00000000:00000000 00:00000000 00000000  1000        0 4 1\n"
-        "   0: 0000000000000000FFFF00000A004D0A:4E34 0000000000000000FFFF00000C004D0A:B000 08 0:0 0:0 0 0 0 5\n")
-    assert tcp_peers(table, 20020) == [("10.77.0.11", 41654, "ESTABLISHED"), ("10.77.0.11", 41656, "TIME_WAIT"),
-                                       ("10.77.0.12", 45056, "CLOSE_WAIT")]
+        "   3: 0A004D0A:9C40 0B004D0A:4E34 01 00000000:00000000 00:00000000 00000000  1000        0 4 1\n")
+    tcp6.write_text(
+        "  sl  local_address                         remote_address                        st ...\n"
+        "   0: 0000000000000000FFFF00000A004D0A:4E34 0000000000000000FFFF00000C004D0A:B000 08 "
+        "00000000:00000000 00:00000000 00000000  1000        0 5 1\n")
+    found = [s for s in read_tcp_table([str(tcp), str(tcp6)]) if s.local_port == 20020]
+    report = "RESULT " + json.dumps({"observed": {"sockets": [s.as_dict() for s in found]}, "ok": True})
+    assert peers_from_sockets_tool(f"sockets on this machine...\n{report}\n".encode()) == [
+        ("10.77.0.11", 41654, "ESTABLISHED"), ("10.77.0.11", 41656, "TIME_WAIT"), ("10.77.0.12", 45056, "CLOSE_WAIT")]
+    assert peers_from_sockets_tool(b"python3: No module named labnode\n") == []
 
 
 def test_a_deadline_interrupts_what_runs_and_is_not_an_exception_scenarios_swallow():
