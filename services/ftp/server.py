@@ -543,7 +543,7 @@ class Session:
             raise StorageError(Code.BAD_ARGUMENTS, f"expected offset {upload.offset} and a body of "
                                f"{upload.remaining} bytes, got offset {req.offset} and {body_size} bytes")
         try:
-            upload.open()
+            upload.open(self.server.storage.hash_threads)
         except OSError as exc:
             self.skip_body()
             if upload.trailer:

@@ -36,6 +36,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import stat
 import threading
 from collections import OrderedDict
@@ -128,6 +129,33 @@ def hash_fd(fd: int, algo: str, length: int | None = None) -> hashlib._Hash:
     return hasher
 
 
+class HashThreads:
+    """The threads that run PartHashers: started when every one is busy, then kept for the
+    server's life (like the session pool), so a thousand small uploads do not start and join a
+    thousand threads. There are never more than the uploads in progress at once."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self.started = 0
+
+    def run(self, job) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self.started += 1
+                threading.Thread(target=self._loop, name=f"ftp-hash-{self.started}", daemon=True).start()
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
 class PartHasher:
     """The digest of a part file, computed while it is being written.
 
@@ -140,11 +168,11 @@ class PartHasher:
     the next bytes. ``start``/``hasher``: the bytes before ``start`` are already hashed into
     ``hasher`` (a resume whose prefix was hashed for the 350), else hashing starts at byte 0, so
     a resumed part's old bytes are hashed while the new ones arrive. Small bodies are hashed
-    inline (``background=False``): starting a thread would cost more than it saves.
+    inline (``threads=None``): handing them to a thread would cost more than it saves.
     """
 
     def __init__(self, path: str, algo: str, *, start: int = 0, hasher=None, ready: int = 0,
-                 background: bool = True) -> None:
+                 threads: HashThreads | None = None) -> None:
         self.fd = open_regular(path, os.O_RDONLY)
         self.hasher = hasher if hasher is not None else hashlib.new(algo)
         self.hashed = start if hasher is not None else 0
@@ -154,13 +182,13 @@ class PartHasher:
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._buffer = memoryview(bytearray(READ_CHUNK))
-        self._thread = threading.Thread(target=self._run, name="ftp-hash", daemon=True) if background else None
-        if self._thread is not None:
-            self._thread.start()
+        self._finished = threading.Event() if threads is not None else None
+        if threads is not None:
+            threads.run(self._run)
 
     def advance(self, position: int) -> None:
         """The writer has written the file up to ``position``."""
-        if self._thread is None:
+        if self._finished is None:
             self.ready = position
             self._hash_up_to(position)
             return
@@ -171,11 +199,11 @@ class PartHasher:
 
     def finish(self) -> str:
         """All bytes are written: hash the rest and return the hex digest."""
-        if self._thread is not None:
+        if self._finished is not None:
             with self._cond:
                 self._writing = False
                 self._cond.notify()
-            self._thread.join()
+            self._finished.wait()
         else:
             self._hash_up_to(self.ready)
         self._close()
@@ -185,11 +213,11 @@ class PartHasher:
 
     def stop(self) -> None:
         """The upload ends without a digest (cut, aborted, dropped): stop at once."""
-        if self._thread is not None:
+        if self._finished is not None:
             with self._cond:
                 self._stopped = True
                 self._cond.notify()
-            self._thread.join()
+            self._finished.wait()
         self._close()
 
     def _close(self) -> None:
@@ -211,6 +239,8 @@ class PartHasher:
                     return
         except BaseException as exc:   # noqa: BLE001 - reported by finish() in the session's thread
             self._error = exc
+        finally:
+            self._finished.set()
 
     def _hash_up_to(self, limit: int) -> None:
         while self.hashed < limit and not self._stopped:
@@ -301,14 +331,15 @@ class Upload:
         so it sends everything from byte 0; open() truncates the part."""
         self.offset, self.prefix = 0, None
 
-    def open(self) -> None:
-        """Open the part for appending at ``offset``; start hashing (old bytes first)."""
+    def open(self, threads: HashThreads | None = None) -> None:
+        """Open the part for appending at ``offset``; start hashing (old bytes first), on one of
+        ``threads`` unless the body is small."""
         self.fd = open_regular(self.part, os.O_WRONLY | os.O_CREAT)
         os.ftruncate(self.fd, self.offset)       # never trust bytes past the agreed offset
         os.lseek(self.fd, self.offset, os.SEEK_SET)
         prefix = self.prefix.copy() if self.prefix is not None else None
         self.hasher = PartHasher(self.part, self.algo, start=self.offset, hasher=prefix, ready=self.offset,
-                                 background=self.file_size - self.offset >= HASH_IN_BACKGROUND)
+                                 threads=threads if self.file_size - self.offset >= HASH_IN_BACKGROUND else None)
 
     def write(self, data: bytes | memoryview) -> None:
         if len(data) > self.remaining:
@@ -457,6 +488,7 @@ class Storage:
         self._spaces: dict[str, UserSpace] = {}
         self._lock = threading.Lock()
         self.digests = DigestCache()
+        self.hash_threads = HashThreads()
 
     def space(self, user: str) -> UserSpace:
         with self._lock:
