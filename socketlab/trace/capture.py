@@ -28,8 +28,9 @@ FILTER = "tcp or udp"
 
 def tcpdump_argv(interface: str = "eth0") -> list[str]:
     # -p: no promiscuous mode (no NET_ADMIN); -U: write each packet at once; nanosecond stamps so
-    # packets and calls (time.time_ns) sort on the same scale
-    return ["tcpdump", "-Z", "root", "-i", interface, "-p", "-n", "-U", "-s", "262144",
+    # packets and calls (time.time_ns) sort on the same scale; -B: a 32 MiB kernel buffer (KiB), so
+    # a burst of 64 KiB segments (an ftp upload) on a busy machine is not dropped before tcpdump reads it
+    return ["tcpdump", "-Z", "root", "-i", interface, "-p", "-n", "-U", "-B", "32768", "-s", "262144",
             "--time-stamp-precision=nano", "-w", PCAP, FILTER]
 
 

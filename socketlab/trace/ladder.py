@@ -328,7 +328,8 @@ def call_text(row: Row, conn: Connection | None = None) -> str:
         base = {"connect": f"connect({_short(c.addr, conn)})", "send": f"send({c.req})", "sendall": f"sendall({c.req})",
                 "recv": f"recv({c.req})", "recv_into": f"recv_into({c.req})",
                 "bind": f"bind(:{_port(c.addr)})" if c.addr else "bind()"}.get(name, f"{name}()")
-        return f"{base} ✘ {err}"
+        text = f"{base} ✘ {err}"
+        return text if len(text) <= SIDE_W else f"{name}() ✘ {err}"
     if name == "socket":
         kind = (c.extra.get("args") or ["", "?"])[-1].replace("SOCK_", "")
         return f"socket({kind}) → fd {c.fd}"
@@ -418,8 +419,8 @@ def _cell(text: str, width: int) -> str:
 
 def render_text(ladder: Ladder, colour: bool | None = None) -> str:
     """The ladder for a terminal: 100 columns, colour only when stdout is a terminal."""
-    if colour is None:
-        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if colour is None:   # a terminal that says it is "dumb" shows escape codes as text
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
     style = _Style(colour)
     out = [style(f"── {ladder.title}", "1")] if ladder.title else []
     for side in ("client", "server"):

@@ -168,6 +168,28 @@ def address_in_use(ladder: Ladder) -> None:
     _add(row, f"Address already in use (errno 98) for port {port}.{held}")
 
 
+def served_side_by_side(ladder: Ladder) -> None:
+    """socketserver: a second connection served while the first is still open (no FIN yet) - each
+    connection has its own thread, so an idle client holds up nobody."""
+    open_since: dict[int, Row] = {}
+    closed: set[int] = set()
+    for row in ladder.rows:
+        if row.kind == "segment" and "FIN" in row.seg.flags:
+            closed.add(row.conn)
+        elif row.kind == "call" and row.side == "server" and row.call.call == "accept" and row.conn:
+            open_since.setdefault(row.conn, row)
+        elif (row.kind == "call" and row.side == "server" and row.call.call in ("send", "sendall") and row.conn
+              and row.conn != min(open_since, default=row.conn)):
+            first = min(open_since)
+            if first in closed:
+                continue
+            thread = row.call.extra.get("thread")
+            _add(row, f"connection #{row.conn} is answered{f' (by {thread})' if thread else ''} while #{first} "
+                      "is still open and idle: ThreadingTCPServer runs each connection's handle() in a thread "
+                      "of its own.")
+            return
+
+
 # -- udp ------------------------------------------------------------------------------------------
 def _udp(ladder: Ladder, row: Row) -> bool:
     return row.conn is not None and ladder.connections[row.conn].proto == "udp"
@@ -279,6 +301,13 @@ def placed_frames(ladder: Ladder, resync: bool = False) -> list[Placed]:
     return out
 
 
+def stream_length(rows: list[Row]) -> int:
+    """Bytes of a connection's direction, by TCP sequence numbers: right even if the capture
+    missed a packet (the payload bytes would then be short)."""
+    first = rows[0].seg.seq
+    return max((r.seg.seq - first) % 2**32 + r.seg.length for r in rows)
+
+
 def framed(ladder: Ladder) -> None:
     """framing: one frame in many segments (trickle), and whole frames sharing one segment (pipeline);
     the first of each, per connection and direction."""
@@ -323,7 +352,7 @@ def resumed_upload(ladder: Ladder) -> None:
         p = data[-1]
         offset = p.frame.header.get("offset")
         announced = p.frame.header.get("size") or 0
-        sent = sum(r.seg.length for r in p.rows) - p.frame.body_start
+        sent = stream_length(p.rows) - p.frame.body_start
         fin = _first(_conn_rows(ladder, conn), lambda r: _seg(r, "FIN") and r.direction == "c2s")
         if not cut_seen and 226 not in codes and fin and sent < announced:
             cut_seen = True
@@ -392,6 +421,7 @@ RULES: dict[str, tuple] = {
     "udp": (datagram_boundaries, empty_datagram, truncated_datagram, relay_drops),
     "framing": (handshake, framed),
     "ftp": (handshake, resumed_upload),
+    "socketserver": (handshake, served_side_by_side, first_fin),
 }
 
 

@@ -228,6 +228,8 @@ def trace_lesson(client: docker.DockerClient, topology: Topology, lesson_id: str
     try:
         manager.up(lesson, image_id, traced_overrides(lesson))
         with Recorder(client, manager, lesson, capture_image, show_acks) as rec:
+            say(f"  {', '.join(sorted(rec.containers))} up, call log and capture on; "
+                f"running {len(scenarios)} scenario{'s' if len(scenarios) != 1 else ''}")
             run = lesson_run(lesson, rec.nodes)
             for sc in scenarios:
                 rec.run(run, sc, on_result)
