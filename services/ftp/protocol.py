@@ -624,6 +624,12 @@ class FtpConnection:
         return self._in_body
 
     @property
+    def skipping_body(self) -> bool:
+        """The body in progress belongs to an Invalid message: it is dropped on the way (the
+        next next_event() reads past it), so nobody needs to read it."""
+        return self._in_body and self._skipping_body
+
+    @property
     def body_remaining(self) -> int:
         return self._decoder.body_remaining if self._in_body else 0
 

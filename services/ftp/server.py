@@ -633,7 +633,7 @@ class Session:
 
     def skip_body(self) -> None:
         """Read and drop the rest of the current body: the next frame must start in step."""
-        while self.conn.in_body:
+        while self.conn.in_body and not self.conn.skipping_body:
             event = self.next_event()
             if isinstance(event, EndOfBody):
                 return
