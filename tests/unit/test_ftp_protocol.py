@@ -15,7 +15,9 @@ from ftp.protocol import (
     COMMANDS,
     MAX_FILE_SIZE,
     MAX_HEADER_SIZE,
+    PROTOCOL_VERSION,
     REQUEST_TYPES,
+    TRAILER_FEATURE,
     Abort,
     Auth,
     Body,
@@ -40,6 +42,8 @@ from ftp.protocol import (
     Reply,
     Rm,
     Role,
+    Trailer,
+    greeting,
     parse_request,
     reply,
 )
@@ -72,7 +76,8 @@ def logged_in_pair() -> tuple[FtpConnection, FtpConnection]:
 
 ALL_REQUESTS = [Login("alice", "0123456789abcdef"), Auth("ff" * 32), Pwd(), Cd("docs"), Ls(), Ls("a/b"),
                 Mkdir("new"), Rm("old.txt"), Quota(), Put("a.bin", 10, DIGEST),
-                Put("m.bin", 0, "cd" * 16, "md5", True),
+                Put("m.bin", 0, "cd" * 16, "md5", True), Put("t.bin", 7, None, "sha256", True, True),
+                Trailer(DIGEST),
                 Get("a.bin"), Get("a.bin", 5, "sha256", DIGEST), Noop(), Help(), Quit()]
 
 
@@ -202,7 +207,8 @@ def test_any_header_parses_or_raises_protocol_error(fields, op):
 
 
 @SETTINGS
-@given(st.lists(st.sampled_from(ALL_REQUESTS[2:]), min_size=1, max_size=5), st.data())
+@given(st.lists(st.sampled_from([r for r in ALL_REQUESTS[2:] if r.op != "trailer"]), min_size=1, max_size=5),
+       st.data())
 def test_a_stream_of_requests_decodes_the_same_whatever_the_split(requests, data):
     wire = b"".join(encode_header(r.to_header()) for r in requests)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
@@ -231,6 +237,8 @@ def test_a_stream_of_requests_decodes_the_same_whatever_the_split(requests, data
     ([*LOGGED_IN_OPS, ("put", 350), ("data", 226)], State.READY),
     ([*LOGGED_IN_OPS, ("put", 350), ("data", 451)], State.READY),
     ([*LOGGED_IN_OPS, ("put", 350), ("abort", 226)], State.READY),
+    ([*LOGGED_IN_OPS, ("put", 350), ("data", None), ("trailer", 226)], State.READY),
+    ([*LOGGED_IN_OPS, ("put", 350), ("data", None), ("trailer", 451)], State.READY),
     ([*LOGGED_IN_OPS, ("get", 150)], State.DOWNLOADING),
     ([*LOGGED_IN_OPS, ("get", 150), (None, 226)], State.READY),
     ([*LOGGED_IN_OPS, ("quit", 221)], State.CLOSED),
@@ -241,13 +249,15 @@ def test_state_transitions(steps, final):
     for op, code in steps:
         if op:
             machine.on_request(op)
-        machine.on_reply(code)
+        if code is not None:               # data + trailer: one request, one reply
+            machine.on_reply(code)
     assert machine.state is final
 
 
 @pytest.mark.parametrize("state, op, code", [
     (State.CONNECTED, "ls", 530), (State.CONNECTED, "auth", 503), (State.READY, "login", 503),
     (State.READY, "data", 503), (State.UPLOADING, "ls", 503), (State.DOWNLOADING, "noop", 503),
+    (State.READY, "trailer", 503), (State.UPLOADING, "trailer", 503), (State.CONNECTED, "trailer", 503),
 ])
 def test_ops_not_allowed_in_a_state(state, op, code):
     machine = SessionState()
@@ -447,3 +457,40 @@ def test_a_success_forgives_an_address_its_failures_on_that_account_only():
     assert spray._addresses["10.0.0.6"].failures == 9          # the guesses at others stay
     assert spray.begin_attempt("user9", "10.0.0.6") == 0
     assert spray.retry_after("user10", "10.0.0.6") > 0
+
+
+# --- protocol 2: the digest trailer ----------------------------------------------------------
+
+def test_a_protocol_2_upload_is_put_data_body_trailer_and_one_reply():
+    client, server = logged_in_pair()
+    put = Put("t.bin", 3, None, trailer=True, overwrite=True)
+    assert put.to_header() == {"op": "put", "path": "t.bin", "file_size": 3, "algo": "sha256",
+                               "overwrite": True, "trailer": True}
+    assert events(server, client.send(put)) == [put]
+    events(client, server.send(reply(350, "send", offset=0, trailer=True)))
+    wire = client.send(PutData(0), body_size=3) + b"xyz" + client.send(Trailer(DIGEST))
+    got = events(server, wire)
+    assert got[0] == PutData(0) and isinstance(got[-2], EndOfBody) and got[-1] == Trailer(DIGEST)
+    assert server.state.pending == client.state.pending == "trailer"
+    events(client, server.send(reply(226, "stored")))
+    assert client.state.state is server.state.state is State.READY
+
+
+@pytest.mark.parametrize("fields", [{"trailer": True, "digest": DIGEST}, {"trailer": 1}, {"trailer": "true"}])
+def test_a_put_with_a_trailer_takes_no_digest_and_a_real_bool(fields):
+    with pytest.raises(ProtocolError) as info:
+        parse_request({"op": "put", "path": "a", "file_size": 1, **fields})
+    assert info.value.code == 501
+
+
+def test_a_protocol_1_put_still_needs_its_digest():
+    with pytest.raises(ProtocolError) as info:
+        parse_request({"op": "put", "path": "a", "file_size": 1})
+    assert info.value.code == 501 and "digest" in info.value.msg
+    assert parse_request({"op": "put", "path": "a", "file_size": 1, "digest": DIGEST, "trailer": False}) \
+        == Put("a", 1, DIGEST)
+
+
+def test_the_greeting_announces_protocol_2_and_the_trailer():
+    hello = greeting(3)
+    assert hello.fields["version"] == PROTOCOL_VERSION == 2 and TRAILER_FEATURE in hello.fields["features"]
