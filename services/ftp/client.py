@@ -42,6 +42,7 @@ import mmap
 import os
 import shlex
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -210,6 +211,18 @@ class FtpClient:
         if self.hash_thread is not None:
             self.hash_thread.shutdown(wait=False)
             self.hash_thread = None
+
+    def abort(self) -> None:
+        """Give up the connection at once (Ctrl-C): RST instead of FIN, so the bytes still queued
+        in our send buffer are thrown away rather than delivered, and the server learns of it now,
+        not after it has read them all (on a slow link that could be seconds, during which it still
+        holds the upload)."""
+        if self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.close()
 
     def cut(self) -> None:
         """Stop mid-transfer like a client that crashed, but deterministically: send FIN
@@ -566,6 +579,9 @@ class Disconnected(Exception):
     """The server went away (or we cut the connection); the next command reconnects."""
 
 
+BUSY_WAIT = 5.0   # seconds put waits for the server to let go of an upload we interrupted
+
+
 class FtpShell(cmd.Cmd):
     """ls, cd, pwd, mkdir, rm, put, get, quota, help, quit; lpwd, lls, lcd, open on this machine.
 
@@ -584,6 +600,7 @@ class FtpShell(cmd.Cmd):
         self.failures = 0
         self.last_ok = True
         self.cwd = "/"
+        self.interrupted = False           # we broke off a transfer: the server may still be closing it
         self.update_prompt()
 
     # --- the session ------------------------------------------------------------------------
@@ -656,6 +673,7 @@ class FtpShell(cmd.Cmd):
         except TransferCut as exc:
             print(f"{chr(10) if self.show_progress else ''}{exc} (a demonstration of a crash); "
                   "run the same command again to resume")
+            self.interrupted = True
             self.drop()
             self._reconnect_quietly()
         except LocalError as exc:
@@ -666,6 +684,8 @@ class FtpShell(cmd.Cmd):
             pass
         except KeyboardInterrupt:
             print("\ncancelled; the bytes so far are kept: run the same command again to resume")
+            self.client.abort()
+            self.interrupted = True
             self.drop()
             self._reconnect_quietly()
         except (ProtocolError, ValueError) as exc:
@@ -772,9 +792,21 @@ class FtpShell(cmd.Cmd):
             if reply.fields.get("offset"):
                 print(reply)                   # 350 send ... bytes from offset N: a resume
 
-        print(self.client.put(args.source, args.dest, overwrite=not args.no_clobber,
-                              progress=self._progress(f"put {args.source}", seen),
-                              cut_after=args.cut_after, algo=args.algo, on_accept=accepted))
+        # Right after we broke off an upload, the server's old session may not have read to the end
+        # of it yet and still holds the file (450): wait for it a little, bounded, then say so.
+        deadline = time.monotonic() + (BUSY_WAIT if self.interrupted else 0)
+        while True:
+            try:
+                reply = self.client.put(args.source, args.dest, overwrite=not args.no_clobber,
+                                        progress=self._progress(f"put {args.source}", seen),
+                                        cut_after=args.cut_after, algo=args.algo, on_accept=accepted)
+                break
+            except FtpError as exc:
+                if exc.code != Code.FILE_BUSY or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+        self.interrupted = False
+        print(reply)
 
     def do_get(self, arg: str) -> None:
         """get REMOTE [LOCAL] [--restart] [--cut-after N]"""

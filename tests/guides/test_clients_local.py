@@ -119,3 +119,85 @@ def test_ftp_shell_survives_mistakes_and_a_lost_server(ftp_server, tmp_path):
     finally:
         restarted.terminate()
         restarted.wait(10)
+
+
+class SlowFirstProxy:
+    """127.0.0.1 proxy to a server: the first connection's upload crawls (so a test can press Ctrl-C
+    in the middle of it), every later one is relayed at full speed. Bounded: daemon threads, closed
+    at the end of the test."""
+
+    CHUNK, PAUSE = 16384, 0.05                 # ~320 KiB/s for the first connection's upload
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.first_up = 0                      # bytes relayed upstream on the first connection
+        self.connections = 0
+        self.sockets: list[socket.socket] = [self.listener]
+        import threading
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [down, up]
+            self.connections += 1
+            slow = self.connections == 1
+            self.threading.Thread(target=self._pipe, args=(down, up, slow), daemon=True).start()
+            self.threading.Thread(target=self._pipe, args=(up, down, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while chunk := src.recv(self.CHUNK if slow else 1 << 16):
+                dst.sendall(chunk)
+                if slow:
+                    self.first_up += len(chunk)
+                    time.sleep(self.PAUSE)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def test_ftp_ctrl_c_in_the_middle_of_an_upload_keeps_the_session_and_the_bytes(ftp_server, tmp_path):
+    port, _, _ = ftp_server
+    (tmp_path / "big.bin").write_bytes(os.urandom(3_000_000))
+    proxy = SlowFirstProxy(port)
+    try:
+        c = spawn(["-m", "ftp.client", "--host", "127.0.0.1", "--port", str(proxy.port), "--no-progress",
+                   "--password", "wonderland"], tmp_path)
+        c.expect("ftp alice:/> ")
+        c.sendline("put big.bin")
+        deadline = time.monotonic() + 30
+        while proxy.first_up < 400_000 and time.monotonic() < deadline:   # well inside the body
+            time.sleep(0.05)
+        assert proxy.first_up >= 400_000, f"the upload did not start ({proxy.first_up} bytes relayed)"
+        c.sendcontrol("c")
+        c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
+        c.expect("ftp alice:/> ")
+        c.sendline("put big.bin")            # the same session goes on, from where the server stopped
+        c.expect(r"350 send (\d+) bytes from offset (\d+)")
+        rest, offset = int(c.match.group(1)), int(c.match.group(2))
+        assert offset > 0 and rest + offset == 3_000_000
+        c.expect("226 /big.bin stored, sha256 verified")
+        c.sendline("quit")
+        c.expect("221")
+        c.expect(pexpect.EOF)
+    finally:
+        proxy.close()
+    stored = tmp_path / "root" / "home" / "alice" / "big.bin"
+    assert stored.read_bytes() == (tmp_path / "big.bin").read_bytes()
