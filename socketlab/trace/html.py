@@ -8,9 +8,10 @@ opens from a USB stick in a classroom without network, and prints.
 """
 from __future__ import annotations
 
+import textwrap
 from html import escape
 
-from .ladder import Ladder, Row, call_text, drop_label, segment_label
+from .ladder import Ladder, Row, call_text, connection_label, drop_label, segment_label
 
 ROW_H = 22
 NOTE_H = 16
@@ -29,13 +30,21 @@ svg { font: 12px ui-monospace, monospace; background: #fcfcfc; border: 1px solid
 .seg { stroke: #2a7d2a; stroke-width: 1.4; } .seg.ctl { stroke: #c0392b; }
 .seglabel { fill: #2a7d2a; text-anchor: middle; } .seglabel.ctl { fill: #c0392b; }
 .drop { stroke: #c0392b; stroke-width: 1.4; stroke-dasharray: 3 2; } .droplabel { fill: #c0392b; font-weight: bold; }
+.droplabel.text { font-weight: normal; }
 .note { fill: #8a6d00; font-style: italic; font-family: system-ui, sans-serif; }
 .pass { color: #2a7d2a; } .fail { color: #c00; }
 """
 
 
+NOTE_COLUMNS = 130      # characters of a note per line in the SVG (which does not wrap text itself)
+
+
+def _note_lines(row: Row) -> list[str]:
+    return textwrap.wrap(row.note, NOTE_COLUMNS) if row.note else []
+
+
 def _row_height(row: Row) -> int:
-    return ROW_H + (NOTE_H if row.note else 0)
+    return ROW_H + NOTE_H * len(_note_lines(row))
 
 
 def ladder_svg(ladder: Ladder) -> str:
@@ -74,7 +83,9 @@ def ladder_svg(ladder: Ladder) -> str:
                        f'data-index="{row.drop.index}" data-direction="{row.drop.direction}" '
                        f'data-conn="{row.conn}"/>')
             out.append(f'<text class="droplabel" x="{x2}" y="{y + 4}" text-anchor="middle">✘</text>')
-            out.append(f'<text class="seglabel ctl" x="{(CLIENT_X + SERVER_X) // 2}" y="{y - 4}">'
+            side = 12 if row.direction == "c2s" else -12
+            out.append(f'<text class="droplabel text" x="{x2 + side}" y="{y + 4}" '
+                       f'text-anchor="{"start" if side > 0 else "end"}">'
                        f'dropped by the relay: {escape(drop_label(row.drop))}</text>')
         else:
             kind = "wait" if row.kind == "wait" else ("failed" if row.call.failed else "")
@@ -83,7 +94,10 @@ def ladder_svg(ladder: Ladder) -> str:
             out.append(f'<text class="{classes}" x="{x}" y="{y + 4}" data-call="{escape(row.call.call)}">'
                        f'{escape(call_text(row, conn))}</text>')
         if row.note:
-            out.append(f'<text class="note" x="{TIME_X + 20}" y="{y + 4 + NOTE_H}">↳ {escape(row.note)}</text>')
+            spans = "".join(f'<tspan x="{TIME_X + 20 + (0 if k == 0 else 14)}" dy="{0 if k == 0 else NOTE_H}">'
+                            f'{"↳ " if k == 0 else ""}{escape(line)}</tspan>'
+                            for k, line in enumerate(_note_lines(row)))
+            out.append(f'<text class="note" x="{TIME_X + 20}" y="{y + 4 + NOTE_H}">{spans}</text>')
         y += _row_height(row)
     out.append("</svg>")
     return "\n".join(out)
@@ -100,8 +114,7 @@ def render_html(title: str, sections: list[tuple[Ladder, bool, str]], pcap_name:
         verdict = '<span class="pass">shown</span>' if passed else '<span class="fail">NOT shown</span>'
         body.append(f"<h2>{escape(ladder.title)}</h2>")
         body.append(f"<p>{verdict}: {escape(summary)}</p>")
-        conns = "<br>".join(f"#{c.id} {escape(c.client)} → {escape(c.server)} ({c.proto})"
-                            for c in ladder.connections.values())
+        conns = "<br>".join(escape(connection_label(ladder, c)) for c in ladder.connections.values())
         body.append(f'<p class="conns">{conns}'
                     + (f"<br>({ladder.hidden_acks} pure ACKs not shown)" if ladder.hidden_acks else "") + "</p>")
         body.append(ladder_svg(ladder))

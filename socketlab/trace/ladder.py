@@ -417,6 +417,15 @@ def _cell(text: str, width: int) -> str:
     return text[:width - 1] + "…" if len(text) > width else text.ljust(width)
 
 
+def connection_label(ladder: Ladder, conn: Connection) -> str:
+    """'#2  10.77.0.51:40112 → 10.77.0.52:20042 (udp, client → relay)': which nodes, when a relay is in between."""
+    middle = {ip: role for role, ip in ladder.roles.items() if role not in SIDES and ip}
+    via = ""
+    if middle:
+        via = f", {middle.get(_host(conn.client), 'client')} → {middle.get(_host(conn.server), 'server')}"
+    return f"#{conn.id}  {conn.client} → {conn.server} ({conn.proto}{via})"
+
+
 def render_text(ladder: Ladder, colour: bool | None = None) -> str:
     """The ladder for a terminal: 100 columns, colour only when stdout is a terminal."""
     if colour is None:   # a terminal that says it is "dumb" shows escape codes as text
@@ -430,12 +439,8 @@ def render_text(ladder: Ladder, colour: bool | None = None) -> str:
         if role not in SIDES:
             out.append(f"   {role} {ladder.roles[role]}: on the wire, drawn as ✘ where it dropped a datagram "
                        "(its own calls are not drawn)")
-    middle = {ip: role for role, ip in ladder.roles.items() if role not in SIDES and ip}
     for conn in ladder.connections.values():
-        via = ""
-        if middle:
-            via = f", {middle.get(_host(conn.client), 'client')} → {middle.get(_host(conn.server), 'server')}"
-        out.append(f"   #{conn.id}  {conn.client} → {conn.server} ({conn.proto}{via})")
+        out.append(f"   {connection_label(ladder, conn)}")
     client_h = ("CLIENT " + ladder.roles.get("client", "")).strip()
     server_h = ("SERVER " + ladder.roles.get("server", "")).strip()
     header = (f"{'ms':>{TIME_W}} {'#':<{CONN_W}} {_cell(client_h, SIDE_W)} "
