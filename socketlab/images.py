@@ -11,6 +11,8 @@ so unchanged inputs never rebuild.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -168,10 +170,30 @@ class ImageBuilder:
         return tag
 
     def build_overlay(self, tag: str, files: dict[str, bytes], owner: str) -> str:
-        """A throw-away image: the lessons image plus a student's files under /lab/student/."""
+        """A throw-away image: the lessons image plus a student's files under /lab/student/.
+
+        While it builds, the lessons image under it must not be removed by another lab.py that has
+        just rebuilt it (its old build is then untagged, and `_drop_replaced` would remove it): the
+        build holds the parents' lock shared, which `_drop_replaced` respects. Should the parent
+        still vanish (an engine shared with another machine), the build is tried again on the new one.
+        """
         dockerfile = (f"FROM {self.lessons_tag}\nCOPY --chown=1000:1000 student/ /lab/student/\n").encode()
         ctx = {"Dockerfile": dockerfile, **{f"student/{k}": v for k, v in files.items()}}
-        return self._build(tag, ctx, parent=self.lessons_tag, what="student overlay", owner=owner, quiet=True)
+        for attempt in range(OVERLAY_ATTEMPTS):
+            try:
+                with parents_lock(fcntl.LOCK_SH):
+                    return self._build(tag, ctx, parent=self.lessons_tag, what="student overlay", owner=owner,
+                                       quiet=True)
+            except LabError as exc:
+                if not PARENT_GONE.search(exc.message) or attempt == OVERLAY_ATTEMPTS - 1:
+                    if PARENT_GONE.search(exc.message):
+                        raise LabError(f"building the image of your program failed {OVERLAY_ATTEMPTS} times: the "
+                                       f"lessons image under it was replaced meanwhile ({exc.message})",
+                                       "another lab.py is rebuilding the lab's images: run the same command "
+                                       "again once it has finished") from None
+                    raise
+                time.sleep(2.0 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, tag: str, files: dict[str, bytes], parent: str, what: str, owner: str = "lab",
@@ -222,12 +244,39 @@ class ImageBuilder:
 
     def _drop_replaced(self, tag: str) -> None:
         """Remove earlier builds of this image that lost their tag (old lesson layers pile up
-        otherwise); ones still used by a container or a child image stay."""
-        for image in self.client.images.list(filters={"dangling": True, "label": f"{LABEL_OWNER}"}):
-            try:
-                self.client.images.remove(image.id)
-            except docker.errors.APIError:
-                pass
+        otherwise); ones still used by a container or a child image stay, and none goes while a
+        student overlay is being built on this machine (it may stand on one): then the next build
+        tidies up."""
+        try:
+            with parents_lock(fcntl.LOCK_EX | fcntl.LOCK_NB):
+                for image in self.client.images.list(filters={"dangling": True, "label": f"{LABEL_OWNER}"}):
+                    try:
+                        self.client.images.remove(image.id)
+                    except docker.errors.APIError:
+                        pass
+        except BlockingIOError:
+            pass
+
+
+OVERLAY_ATTEMPTS = 3
+PARENT_GONE = re.compile(r"unknown parent image|No such image|failed to set parent", re.I)
+# one per machine (every clone and every lab.py process on it share the engine's images)
+PARENTS_LOCK = Path(tempfile.gettempdir()) / "socketlab-image-parents.lock"
+
+
+@contextlib.contextmanager
+def parents_lock(mode: int):
+    """flock on PARENTS_LOCK: shared while an overlay builds on the lessons image, exclusive (and
+    non-blocking: BlockingIOError) while untagged old builds are removed."""
+    fd = os.open(PARENTS_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)   # read access is enough for flock
+    try:
+        fcntl.flock(fd, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _tree(directory: Path, prefix: str) -> dict[str, bytes]:
