@@ -177,7 +177,7 @@ def test_the_command_prints_the_ladder_and_writes_the_page(tmp_path, lab_image):
 
 @pytest.fixture(scope="module")
 def loops(docker_client, lab_image, topology):
-    return trace_lesson(docker_client, topology, "loops", ["restart-after-quit", "address-in-use"],
+    return trace_lesson(docker_client, topology, "loops", ["restart-after-quit", "address-in-use", "closed-port"],
                         say=lambda _: None, project=RUN_ID)
 
 
@@ -291,9 +291,8 @@ def test_udp_truncation_one_datagram_in_two_fragments_cut_by_the_buffer(udp):
 
 
 # -- loops: connect() to a closed port --------------------------------------------------------------
-def test_loops_connect_to_a_closed_port_is_answered_by_rst(docker_client, lab_image, topology):
-    result = _trace(docker_client, topology, "loops", "closed-port")
-    st = result.scenarios[0]
+def test_loops_connect_to_a_closed_port_is_answered_by_rst(loops):
+    st = _scenario(loops, "closed-port")
     assert st.report.passed, st.report.summary
     [conn] = st.ladder.connections.values()
     rows = [r for r in st.ladder.rows if r.conn == conn.id]
