@@ -58,6 +58,7 @@ NAME_MAX = 255                      # the longest name Linux file systems store,
 MAX_FILE_SIZE = 1 << 40             # 1 TiB: keeps quota arithmetic in plain, exact ints
 MAX_USER_CHARS = 32
 USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 MAX_LOGIN_ATTEMPTS = 3              # wrong proofs per session, then 421 and close
 LOGIN_FAILURE_DELAY = 1.0           # seconds the server waits before answering a failed login
@@ -222,7 +223,7 @@ def field_hex(header: dict, name: str, *, nbytes: int | None = None, low: int = 
         size_ok = len(value) == 2 * nbytes
     else:
         size_ok = low * 2 <= len(value) <= high * 2 and len(value) % 2 == 0
-    if not size_ok or not all(c in "0123456789abcdefABCDEF" for c in value):
+    if not size_ok or not HEX_RE.fullmatch(value):
         want = f"{nbytes} bytes" if nbytes else f"{low}..{high} bytes"
         raise ProtocolError(Code.BAD_ARGUMENTS, f"field {name!r} must be hexadecimal ({want})")
     return value

@@ -130,6 +130,7 @@ class Stats:
     sessions: int = 0
     refused: int = 0
     logins: int = 0
+    lobby_logins: int = 0          # of which the lobby answered without a worker (the fast path)
     failed_logins: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -180,7 +181,7 @@ class BodyPace:
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
-LOBBY_PATIENCE = 0.25              # seconds a new connection may take to log in before a worker waits for it
+LOBBY_PATIENCE = 1.0               # seconds a new connection may stay in the lobby before a worker takes it
 GOODBYE_DRAIN = 1.0                 # seconds a closing session reads away what the client still sends
 GOODBYE_DRAIN_BYTES = 1024 * 1024   # ... and at most this much
 
@@ -204,6 +205,7 @@ class Session:
         self.cwd = "/"
         self.challenge: tuple | None = None   # (user, cnonce, snonce, verifier, known)
         self.failed_logins = 0
+        self.checked_proof: tuple[str, bool] | None = None   # (proof, right): verified once
         self.upload: Upload | None = None
         self.pace: BodyPace | None = None
         self.trailer_due: float | None = None  # protocol 2: when the trailer after a body must be in
@@ -223,8 +225,9 @@ class Session:
     def step_in_lobby(self) -> bool:
         """The lobby's part of a session (non-blocking, in the accept thread): read what has
         arrived and answer a ``login`` and a *correct* ``auth``. Returns True when the session
-        must go on in a worker: logged in, or anything else came (held for the worker to handle,
-        with every rule and delay of the normal path), or the connection failed."""
+        must go on in a worker: any other request came (held for the worker to handle, with every
+        rule and delay of the normal path: the first command after the login, a wrong password,
+        help, junk), or the connection failed."""
         try:
             n = self.sock.recv_into(self.control)
         except BlockingIOError:
@@ -250,8 +253,9 @@ class Session:
                     self.handle(event)                   # 331: the challenge (or 530 throttled)
                     continue
                 if isinstance(event, Auth) and self.proof_is_right(event):
-                    self.handle(event)                   # 230: logged in; the worker takes over
-                    return True
+                    self.handle(event)                   # 230: logged in; a worker takes the next request
+                    self.server.stats.lobby_logins += self.user is not None
+                    continue
             except Exception as exc:    # noqa: BLE001 - the worker reports it; the lobby goes on
                 self.held = exc
                 return True
@@ -262,7 +266,8 @@ class Session:
         if self.challenge is None:
             return False
         name, cnonce, snonce, verifier, known = self.challenge
-        return known and verify_proof(verifier, req.proof, name, cnonce, snonce)
+        self.checked_proof = (req.proof, known and verify_proof(verifier, req.proof, name, cnonce, snonce))
+        return self.checked_proof[1]
 
     def run(self) -> None:
         try:
@@ -451,12 +456,14 @@ class Session:
         wait = self.server.throttle.begin_attempt(name, self.address[0])
         if wait > 0:
             return self.throttled(name, wait)
-        if verify_proof(verifier, req.proof, name, cnonce, snonce) and known:
+        checked, self.checked_proof = self.checked_proof, None      # the lobby may have checked it
+        right = checked[1] if checked is not None and checked[0] == req.proof else \
+            verify_proof(verifier, req.proof, name, cnonce, snonce)
+        if right and known:
             self.server.throttle.succeeded(name, self.address[0])
             with os_errors_as_replies("your home directory"):   # a full disk: 452, not a drop
-                os.makedirs(home_dir(self.config.root, name), exist_ok=True)
+                self.home = self.server.home_of(name)
             self.user, self.cwd = name, "/"
-            self.home = Home(home_dir(self.config.root, name))
             self.server.stats.logins += 1
             self.log("logged in")
             self.send(reply(Code.LOGGED_IN, f"welcome, {name}", user=name, home="/",
@@ -747,12 +754,26 @@ class FtpServer:
         self.greeting = greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
                                  login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
                                  min_body_rate=c.min_body_rate, rate_window=c.rate_window)
-        self.lobby: dict[socket.socket, Session] = {}   # greeted, not logged in yet, oldest first
+        self._homes: dict[str, Home] = {}
+        self.lobby: dict[socket.socket, Session] = {}   # greeted, no command yet, oldest first
+        # Well before any deadline a worker would enforce (the header deadline is 1 s in tests).
+        self.lobby_patience = min(LOBBY_PATIENCE, c.header_deadline / 2, c.login_deadline / 2,
+                                  c.idle_timeout / 2)
         self.workers = [threading.Thread(target=self._worker, name=f"ftp-worker-{i}", daemon=True)
                         for i in range(config.max_sessions)]
         for worker in self.workers:
             worker.start()
         threading.Thread(target=self._refuser, name="ftp-refuser", daemon=True).start()
+
+    def home_of(self, user: str) -> Home:
+        """The user's home (made on the first login), resolved once: os.path.realpath walks
+        every component of the root, and a login should not pay for that again and again."""
+        path = home_dir(self.config.root, user)
+        home = self._homes.get(path)
+        if home is None or not os.path.isdir(home.real):
+            os.makedirs(path, exist_ok=True)
+            home = self._homes[path] = Home(path)
+        return home
 
     def log(self, text: str) -> None:
         if self.config.verbose:
@@ -766,14 +787,14 @@ class FtpServer:
         """The accept loop (connection loop, 连接循环) and the lobby, on one selector.
 
         A new connection gets a slot (or 421), its greeting, and waits in the *lobby*: this
-        thread answers its ``login`` (331) and a correct ``auth`` (230) without blocking, then
-        hands the logged-in session to a worker (jobs queue). Why: a login is three small
-        messages; in a worker thread each one is a wake-up that must win the GIL from hundreds of
-        other threads, and that costs more than the login itself (measured: 300 logins took
-        3x pyftpdlib's time). Anything else (a wrong password, help, junk, a client that takes
-        longer than LOBBY_PATIENCE) goes to a worker too, at once, with every deadline and delay of
-        a normal session: the lobby is a fast path, not a second server. Every admitted session
-        holds a slot, so a worker is always free for it.
+        thread answers its ``login`` (331) and a correct ``auth`` (230) without blocking, and
+        hands the session to a worker (jobs queue) with its first command. Why: a login is three
+        small messages; in a worker thread each one is a wake-up that must win the GIL from
+        hundreds of other threads, and that costs more than the login itself (measured: 300
+        logins took 3x pyftpdlib's time). Anything else (a wrong password, help, junk) goes to a
+        worker at once, and so does every session still here after LOBBY_PATIENCE, with every
+        deadline and delay of a normal session: the lobby is a fast path, not a second server.
+        Every admitted session holds a slot, so a worker is always free for it.
 
         select() wakes up every ``poll_interval`` seconds even when nobody connects, like
         socketserver's serve_forever. Why: a signal (SIGTERM from `docker stop`) that arrives
@@ -844,12 +865,12 @@ class FtpServer:
         self.jobs.put(session)
 
     def _send_late_ones_to_workers(self, selector: selectors.BaseSelector) -> None:
-        """Sessions that did not log in within LOBBY_PATIENCE: a worker waits for them (the lobby
-        is ordered by arrival, so only the front can be late)."""
+        """Sessions that stayed lobby_patience: a worker waits for them, with the session's own
+        deadlines (the lobby is ordered by arrival, so only the front can be late)."""
         now = time.monotonic()
         while self.lobby:
             session = next(iter(self.lobby.values()))
-            if now - session.lobby_since < LOBBY_PATIENCE:
+            if now - session.lobby_since < self.lobby_patience:
                 return
             self._to_worker(selector, session)
 
@@ -857,7 +878,7 @@ class FtpServer:
         if not self.lobby:
             return poll_interval
         oldest = next(iter(self.lobby.values()))
-        return max(0.0, min(poll_interval, oldest.lobby_since + LOBBY_PATIENCE - time.monotonic()))
+        return max(0.0, min(poll_interval, oldest.lobby_since + self.lobby_patience - time.monotonic()))
 
     def _worker(self) -> None:
         while True:
