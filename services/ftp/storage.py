@@ -131,8 +131,9 @@ def hash_fd(fd: int, algo: str, length: int | None = None) -> hashlib._Hash:
 
 class HashThreads:
     """The threads that run PartHashers: started when every one is busy, then kept for the
-    server's life (like the session pool), so a thousand small uploads do not start and join a
-    thousand threads. There are never more than the uploads in progress at once."""
+    server's life (like the session pool), each with its own 1 MiB read buffer, so a thousand
+    small uploads neither start a thousand threads nor allocate a thousand buffers. There are
+    never more than the uploads in progress at once."""
 
     def __init__(self) -> None:
         self._jobs: queue.Queue = queue.Queue()
@@ -140,20 +141,26 @@ class HashThreads:
         self._idle = 0
         self.started = 0
 
-    def run(self, job) -> None:
+    def run(self, job, done: threading.Event) -> None:
+        """Run ``job(buffer)`` on a free thread; ``done`` is set once the thread is free again."""
         with self._lock:
             if self._idle:
                 self._idle -= 1
             else:
                 self.started += 1
                 threading.Thread(target=self._loop, name=f"ftp-hash-{self.started}", daemon=True).start()
-        self._jobs.put(job)
+        self._jobs.put((job, done))
 
     def _loop(self) -> None:
+        buffer = memoryview(bytearray(READ_CHUNK))
         while True:
-            self._jobs.get()()
-            with self._lock:
-                self._idle += 1
+            job, done = self._jobs.get()
+            try:
+                job(buffer)
+            finally:
+                with self._lock:
+                    self._idle += 1     # free before `done`: the next upload reuses this thread
+                done.set()
 
 
 class PartHasher:
@@ -181,10 +188,10 @@ class PartHasher:
         self._stopped = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
-        self._buffer = memoryview(bytearray(READ_CHUNK))
+        self._buffer: memoryview | None = None      # inline: made on first use; else the thread's
         self._finished = threading.Event() if threads is not None else None
         if threads is not None:
-            threads.run(self._run)
+            threads.run(self._run, self._finished)
 
     def advance(self, position: int) -> None:
         """The writer has written the file up to ``position``."""
@@ -225,7 +232,8 @@ class PartHasher:
             os.close(self.fd)
             self.fd = -1
 
-    def _run(self) -> None:
+    def _run(self, buffer: memoryview) -> None:
+        self._buffer = buffer
         try:
             while True:
                 with self._cond:
@@ -240,9 +248,11 @@ class PartHasher:
         except BaseException as exc:   # noqa: BLE001 - reported by finish() in the session's thread
             self._error = exc
         finally:
-            self._finished.set()
+            self._buffer = None
 
     def _hash_up_to(self, limit: int) -> None:
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(min(READ_CHUNK, max(1, limit - self.hashed))))
         while self.hashed < limit and not self._stopped:
             view = self._buffer[:min(len(self._buffer), limit - self.hashed)]
             n = os.preadv(self.fd, [view], self.hashed)
