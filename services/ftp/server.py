@@ -5,14 +5,21 @@
 
 How it is built (read top to bottom):
 
-    main thread:   accept() ──► a free slot? ──yes──► jobs (queue.Queue) ──► worker 1..N: Session.run()
-                                    │
+    main thread:   accept() ──► a free slot? ──yes──► lobby: 220, login→331, auth→230 (selector, no worker)
+                                    │                      │ first command, wrong password, junk, or 1 s
+                                    │                      ▼
+                                    │            jobs (queue.Queue) ──► worker 1..N: Session.run()
                                     no──► refusals (queue.Queue) ──► refuser thread: "421 too many sessions"
 
-* **The pool** (线程池) is N worker threads that take accepted connections from a ``queue.Queue``
-  — the follow-up homework forbids socketserver and asks for exactly this. N is
-  ``--max-sessions`` (最大并发数): a semaphore counts busy workers, and a connection that finds
-  no free worker is not left waiting in the queue but told so at once (421) and closed.
+* **The pool** (线程池) is N worker threads that take sessions from a ``queue.Queue`` — the
+  follow-up homework forbids socketserver and asks for exactly this. N is ``--max-sessions``
+  (最大并发数): a semaphore counts admitted sessions, and a connection that finds no free slot
+  is not left waiting but told so at once (421) and closed.
+* **The lobby** is the accept thread's selector: it greets each new connection and answers its
+  login (331) and a correct proof (230) without blocking, so a burst of logins does not wake
+  hundreds of workers that fight over the GIL for three small messages each. A session leaves
+  the lobby for a worker with its first real command (or a wrong password, junk, after 1 s): the
+  worker applies every rule and deadline as if it had served the session from the start.
 * **A Session** is one connection: it reads frames through the sans-IO ``FtpConnection``
   (ftp/protocol.py), asks the state machine (ftp/state.py) whether the op is allowed, and
   answers every request with exactly one reply. Bad input gets an error reply; bytes that
@@ -28,8 +35,12 @@ How it is built (read top to bottom):
   with a 421 and a clean close. Password guessing across sessions is slowed down per account
   and per address by ftp/throttle.py.
 * **Streaming, O(1) memory**: an upload is read with ``recv_into`` into one reused 256 KiB
-  buffer and written with ``os.write`` as it comes; a download goes out with
-  ``socket.sendfile`` (the kernel copies file → socket; no Python loop, no buffer).
+  buffer and written with ``os.write`` as it comes, while a second thread hashes what was
+  written (ftp/storage.py PartHasher: two cores, the GIL released by both); a download goes out
+  with ``socket.sendfile`` (the kernel copies file → socket; no Python loop, no buffer).
+* **Protocol 2's trailer**: a ``put`` with ``"trailer": true`` carries no digest; the digest
+  comes in a ``trailer`` frame right after the body, and the 226 (or 451) answers both, so a
+  client reads its file once. Version-1 puts (digest up front) are served as before.
 
 Fault injection for the resume demo: ``--drop-after-bytes N`` cuts every download that starts
 at offset 0 after N body bytes (a resumed download is not cut, so the demo ends).
