@@ -26,8 +26,8 @@ FRESH_PORT_OFFSET = 2          # a demo on a used lab runs its own reference ser
 CONTRACT = Contract("ftp", (
     RoleContract("server", "python3 my_server.py --port 20060 --root /srv/ftp [--max-sessions 3]", (
         "speak the protocol of [docs/ftp-protocol.md](../../docs/ftp-protocol.md) (frames as in lesson "
-        "framing; JSON requests and RFC 959-style reply codes; you may import `framing.codec`, "
-        "`ftp.protocol` and `ftp.users`);",
+        "framing; JSON requests and RFC 959-style reply codes; version 1 is enough, the digest trailer of "
+        "version 2 is optional; you may import `framing.codec`, `ftp.protocol` and `ftp.users`);",
         "follow its §7 server conventions: on a root without `users.json`, create the demo users alice / "
         "wonderland (10 MiB quota), bob / builder (1 MiB) and alice2 / looking-glass (2 MiB); keep "
         "`<root>/users.json` in the documented format and each home in `<root>/home/<user>/`;",
