@@ -259,7 +259,7 @@ class ImageBuilder:
 
 
 OVERLAY_ATTEMPTS = 3
-PARENT_GONE = re.compile(r"unknown parent image|No such image|failed to set parent", re.I)
+PARENT_GONE = re.compile(r"unknown parent image|No such image|failed to set parent|failed to get digest", re.I)
 # one per machine (every clone and every lab.py process on it share the engine's images)
 PARENTS_LOCK = Path(tempfile.gettempdir()) / "socketlab-image-parents.lock"
 
