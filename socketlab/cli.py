@@ -348,11 +348,23 @@ def cmd_doctor(args, topology: Topology) -> int:
     return 0 if all(c.ok or c.severity != "FAIL" for c in checks) else 1
 
 
+# The grading file (about 50 checks, 4 side by side) is most of the suite's time: it is collected
+# first (tests/conftest.py), so it starts at once on one worker, and every other file goes to
+# whichever worker is free (a file stays on one worker:
+# its module fixtures, such as a guide's lab, are set up once).
+TEST_WORKERS = 2
+
+
+def default_test_args() -> list[str]:
+    workers = os.environ.get("SOCKETLAB_TEST_WORKERS", str(TEST_WORKERS))
+    return ["-n", workers, "--dist", "loadfile", "tests"]
+
+
 def cmd_test(args, topology: Topology) -> int:
     env = dict(os.environ, TESTCONTAINERS_RYUK_DISABLED="true")
     say("building images the suite shares (once)")
     cmd_build(args, topology)
-    argv = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
+    argv = [sys.executable, "-m", "pytest", *(args.pytest_args or default_test_args())]
     say("$ " + " ".join(argv[2:]))
     return subprocess.call(argv, cwd=ROOT, env=env)
 
