@@ -192,6 +192,7 @@ class BodyPace:
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
+LISTEN_BACKLOG = 1024             # connections the kernel keeps waiting for accept()
 LOBBY_PATIENCE = 1.0               # seconds a new connection may stay in the lobby before a worker takes it
 GOODBYE_DRAIN = 1.0                 # seconds a closing session reads away what the client still sends
 GOODBYE_DRAIN_BYTES = 1024 * 1024   # ... and at most this much
@@ -230,7 +231,7 @@ class Session:
     # --- the loop ---------------------------------------------------------------------------
 
     def greet(self) -> None:
-        self.send(self.server.greeting)
+        self.sock.sendall(self.server.greeting_bytes())   # a 220 moves no state machine
         self.greeted = True
 
     def step_in_lobby(self) -> bool:
@@ -759,13 +760,17 @@ class FtpServer:
         # (the old connections sit in TIME_WAIT); see the loops lesson.
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((config.host, config.port))
-        self.listener.listen(128)
+        # The kernel queues connections the accept loop has not taken yet; when the queue is full
+        # it drops the SYN and the client retries after 1 s, then 3 s. The lobby shares its thread
+        # with accept(), so a burst of logins needs a queue longer than the default 128.
+        self.listener.listen(LISTEN_BACKLOG)
         self.address = self.listener.getsockname()
         c = config
         self.greeting = greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
                                  login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
                                  min_body_rate=c.min_body_rate, rate_window=c.rate_window)
         self._homes: dict[str, Home] = {}
+        self._greeting_frame: tuple[Reply | None, bytes] = (None, b"")
         self.lobby: dict[socket.socket, Session] = {}   # greeted, no command yet, oldest first
         # Well before any deadline a worker would enforce (the header deadline is 1 s in tests).
         self.lobby_patience = min(LOBBY_PATIENCE, c.header_deadline / 2, c.login_deadline / 2,
@@ -775,6 +780,12 @@ class FtpServer:
         for worker in self.workers:
             worker.start()
         threading.Thread(target=self._refuser, name="ftp-refuser", daemon=True).start()
+
+    def greeting_bytes(self) -> bytes:
+        """The 220's frame, encoded once (the same for every session)."""
+        if self._greeting_frame[0] is not self.greeting:
+            self._greeting_frame = (self.greeting, FtpConnection(Role.SERVER).send(self.greeting))
+        return self._greeting_frame[1]
 
     def home_of(self, user: str) -> Home:
         """The user's home (made on the first login), resolved once: os.path.realpath walks
@@ -825,6 +836,7 @@ class FtpServer:
                     ready = selector.select(self._lobby_timeout(poll_interval))
                 except OSError:
                     break
+                ready.sort(key=lambda item: item[0].data is not None)   # accept first: SYNs wait
                 for key, _ in ready:
                     if key.data is None:
                         if not self._accept(selector):

@@ -56,6 +56,7 @@ __all__ = ["StorageError", "Storage", "Upload", "UserSpace", "part_paths", "home
            "open_regular"]
 
 READ_CHUNK = 1024 * 1024
+FLUSH_EVERY = 16 * 1024 * 1024    # the hash thread fdatasyncs the part after every 16 MiB it hashed
 HASH_IN_BACKGROUND = 256 * 1024   # smaller bodies are hashed in the session's thread (a thread costs more)
 
 
@@ -188,6 +189,7 @@ class PartHasher:
         self._stopped = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
+        self._flushed = 0                           # bytes known to be on the disk (fdatasync)
         self._buffer: memoryview | None = None      # inline: made on first use; else the thread's
         self._finished = threading.Event() if threads is not None else None
         if threads is not None:
@@ -245,6 +247,12 @@ class PartHasher:
                 self._hash_up_to(limit)
                 if last:
                     return
+                if self.hashed - self._flushed >= FLUSH_EVERY:
+                    # Start the disk early: what is hashed goes to the disk now, while the next
+                    # bytes arrive, so the fsync before the rename has only the tail left to write
+                    # (one fsync of the whole file at the end would leave the network idle).
+                    os.fdatasync(self.fd)
+                    self._flushed = self.hashed
         except BaseException as exc:   # noqa: BLE001 - reported by finish() in the session's thread
             self._error = exc
         finally:
