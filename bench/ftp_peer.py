@@ -4,6 +4,7 @@ Server container (long-running, started once):
 
     python3 ftp_peer.py ceiling-server --port 20070 --dir D     bare-socket ceilings, one loop
     python3 ftp_peer.py pyftpd-server --port 2121 --root D      pyftpdlib 2.2.0, quiet, one user
+    python3 ftp_peer.py pyftpd-server --port 2122 --root D --fsync   the same, fsync before the 226
 
 Client container (one process per measurement; prints exactly one JSON line):
 
@@ -195,24 +196,41 @@ def serve_upload(conn: socket.socket, path: str, size: int, view: memoryview) ->
 # pyftpdlib server
 # ---------------------------------------------------------------------------------------------
 
-def pyftpd_server(port: int, root: str, user: str, password: str) -> None:
+def pyftpd_server(port: int, root: str, user: str, password: str, fsync: bool = False) -> None:
     import logging
 
     from pyftpdlib import __ver__
     from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.handlers import DTPHandler, FTPHandler
     from pyftpdlib.log import config_logging
     from pyftpdlib.servers import FTPServer
+
+    class DurableDTPHandler(DTPHandler):
+        """An upload is fsync'ed before the 226 (pyftpdlib closes the file, then replies): the
+        durability our server gives every upload, so 'same work' can be compared."""
+
+        def close(self) -> None:
+            f = self.file_obj
+            if not self._closed and self.receive and f is not None and not f.closed:
+                f.flush()
+                os.fsync(f.fileno())
+            super().close()
 
     # Warnings only: our server runs with --quiet, so neither pays for a log line per command.
     config_logging(level=logging.WARNING)
     authorizer = DummyAuthorizer()
     authorizer.add_user(user, password, root, perm="elradfmwMT")
-    handler = FTPHandler
+
+    class Handler(FTPHandler):
+        pass
+    handler = Handler
     handler.authorizer = authorizer
+    if fsync:
+        handler.dtp_handler = DurableDTPHandler
     server = FTPServer(("0.0.0.0", port), handler)    # defaults: sendfile on, backlog 100
     server.max_cons = 512                             # the default, stated: 300 logins fit
-    print(f"pyftpdlib {__ver__} listening on 0.0.0.0:{port}", flush=True)
+    print(f"pyftpdlib {__ver__} listening on 0.0.0.0:{port}{' (fsync before 226)' if fsync else ''}",
+          flush=True)
     server.serve_forever()
 
 
@@ -303,13 +321,18 @@ def ours_client(args: argparse.Namespace, m: Measurement) -> None:
     def put(ftp: FtpClient) -> int:
         return ftp.put(args.local, args.remote, overwrite=True).get_int("file_size")
 
-    prepass: list[float] = []
+    class ProtocolOneClient(FtpClient):
+        """What a client written to protocol 1 does: the digest in the put, so a pre-pass."""
+        streams_digest = False
 
-    with FtpClient(args.host, args.port, timeout=TIMEOUT) as ftp:
+    prepass: list[float] = []
+    client = ProtocolOneClient if args.mode == "prepass" else FtpClient
+
+    with client(args.host, args.port, timeout=TIMEOUT) as ftp:
         ftp.login(args.user, args.password)
         action = put if args.op == "put" else discard_get if args.mode == "discard" else verified_get
         for _ in range(args.count):
-            if args.op == "put":
+            if args.op == "put" and args.mode == "prepass":
                 prepass.append(timed_sha256(args.local))    # what put's own first pass costs
             m.run(lambda: action(ftp))
             if args.op == "get" and args.mode == "verified":
@@ -351,16 +374,25 @@ def pyftpd_client(args: argparse.Namespace, m: Measurement) -> None:
         return size
 
     def put() -> int:
+        # What FtpClient.put does on its side: hash the file. In the same pass as the send
+        # (storbinary's callback sees every block after it went out), as protocol 2 does; with
+        # --mode prepass first, as protocol 1 does. FTP verifies nothing itself.
         with open(args.local, "rb") as f:
-            hashlib.file_digest(f, "sha256")     # FtpClient.put hashes first too (the put header needs it)
-            f.seek(0)
-            ftp.storbinary(f"STOR {args.remote}", f, blocksize=BUFFER)
+            if args.mode == "prepass":
+                hashlib.file_digest(f, "sha256")
+                f.seek(0)
+                ftp.storbinary(f"STOR {args.remote}", f, blocksize=BUFFER)
+            else:
+                hasher = hashlib.sha256()
+                ftp.storbinary(f"STOR {args.remote}", f, blocksize=BUFFER, callback=hasher.update)
+                if args.digest and hasher.hexdigest() != args.digest:
+                    raise RuntimeError(f"pyftpdlib upload hashed {hasher.hexdigest()} != {args.digest}")
             return os.fstat(f.fileno()).st_size
 
     action = put if args.op == "put" else discard_get if args.mode == "discard" else verified_get
     prepass: list[float] = []
     for _ in range(args.count):
-        if args.op == "put":
+        if args.op == "put" and args.mode == "prepass":
             prepass.append(timed_sha256(args.local))
         m.run(action)
         if args.op == "get" and args.mode == "verified":
@@ -412,6 +444,9 @@ def login_function(args: argparse.Namespace) -> tuple[Callable[[], object], Call
 def logins(args: argparse.Namespace) -> dict:
     """N threads wait at a barrier, then each connects and logs in; the clock stops when the
     last one is logged in. Everyone stays connected until then (N sessions at once)."""
+    # One name lookup for all: 300 threads asking Docker's DNS at once sometimes lose a query
+    # and wait out the resolver's 5 s timeout (seen for both servers), which is not a login.
+    args.host = socket.gethostbyname(args.host)
     login, close = login_function(args)
     close(login())            # warm-up: imports, and FtpClient's cached scrypt (one per process)
     n = args.clients
@@ -476,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", required=True)
     p.add_argument("--user", default="bench")
     p.add_argument("--password", default="bench")
+    p.add_argument("--fsync", action="store_true", help="fsync every upload before the 226")
     for name in ("transfer", "logins"):
         p = sub.add_parser(name)
         p.add_argument("kind", choices=sorted(CLIENTS) if name == "transfer" else ["ours", "pyftpd"])
@@ -483,8 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("op", choices=["get", "put"])
             p.add_argument("--remote", required=True, help="file name on the server")
             p.add_argument("--local", help="source of a put / destination of a verified get")
-            p.add_argument("--mode", choices=["discard", "verified"], default="verified",
-                           help="get: drop the bytes (like the ceiling) or write+sha256+fsync them")
+            p.add_argument("--mode", choices=["discard", "verified", "prepass"], default="verified",
+                           help="get: drop the bytes (like the ceiling) or write+sha256+fsync them; "
+                                "put: verified = sha256 while sending (protocol 2), prepass = sha256 "
+                                "before sending (protocol 1)")
             p.add_argument("--count", type=int, default=1, help="transfers on one session")
             p.add_argument("--digest", help="expected sha256 (checked outside the clock)")
         else:
@@ -501,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "ceiling-server":
         ceiling_server(args.port, args.dir)
     elif args.command == "pyftpd-server":
-        pyftpd_server(args.port, args.root, args.user, args.password)
+        pyftpd_server(args.port, args.root, args.user, args.password, args.fsync)
     elif args.command == "transfer":
         print(json.dumps(transfer(args)))
     else:
