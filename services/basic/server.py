@@ -41,12 +41,13 @@ def serve(host: str, port: int) -> None:
                 conn.settimeout(10)
                 try:
                     data = conn.recv(1024)   # bytes, not str: the network carries bytes
+                    # 5. Reply with what we saw. sendall() keeps sending until every byte is out.
+                    reply = (f"hello {peer_ip}:{peer_port}, you are connection {number}, "
+                             f"you sent {len(data)} bytes: {data!r}\n")
+                    conn.sendall(reply.encode("utf-8"))
                 except (TimeoutError, ConnectionError):
+                    # a silent client (10 s), or one that vanished (reset, broken pipe): next client
                     continue
-                # 5. Reply with what we saw. sendall() keeps sending until every byte is out.
-                reply = (f"hello {peer_ip}:{peer_port}, you are connection {number}, "
-                         f"you sent {len(data)} bytes: {data!r}\n")
-                conn.sendall(reply.encode("utf-8"))
             # 6. Leaving the `with` block closed the connection's socket; the server goes on.
 
 
