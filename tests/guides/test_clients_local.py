@@ -201,3 +201,44 @@ def test_ftp_ctrl_c_in_the_middle_of_an_upload_keeps_the_session_and_the_bytes(f
         proxy.close()
     stored = tmp_path / "root" / "home" / "alice" / "big.bin"
     assert stored.read_bytes() == (tmp_path / "big.bin").read_bytes()
+
+
+# every interactive client, and what it shows when it waits for a line
+CLIENTS = {"basic": "> ", "loops": ">>> ", "socketserver": r"\[\+_\+\] ", "sticky": ">> ",
+           "framing": r"\[normal\] >> ", "udp": ">> "}
+
+
+@pytest.mark.parametrize("lesson", list(CLIENTS))
+def test_every_client_takes_a_students_odd_input_without_a_traceback(lesson, tmp_path):
+    """Empty, over-long and non-UTF-8 lines, Ctrl-C at the prompt: each gets a word or a reply,
+    the prompt comes back, and the second Ctrl-C leaves without a traceback."""
+    udp = lesson == "udp"
+    port = free_port()
+    server_argv = [str(SERVICES / lesson / "server.py"), "--host", "127.0.0.1", "--port", str(port)]
+    if udp:
+        server = subprocess.Popen([sys.executable, *server_argv, "--quiet"], env=ENV, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+    else:
+        server = start(server_argv, port, tmp_path)
+    prompt = CLIENTS[lesson]
+    try:
+        c = spawn([str(SERVICES / lesson / "client.py"), "--host", "127.0.0.1", "--port", str(port)], tmp_path)
+        c.logfile_read = (tmp_path / "transcript.txt").open("a", encoding="utf-8")
+        c.expect(prompt)
+        for typed in ("", "x" * 70000, "\xff\xfe not text"):
+            if typed.startswith("\xff"):
+                os.write(c.child_fd, b"\xff\xfe not text\r")
+            else:
+                c.sendline(typed)
+            c.expect(prompt, timeout=30)
+        c.sendcontrol("c")
+        c.expect("Ctrl-C again")
+        c.expect(prompt)
+        c.sendcontrol("c")
+        c.expect(pexpect.EOF, timeout=15)
+    finally:
+        server.terminate()
+        server.wait(10)
+    transcript = (tmp_path / "transcript.txt").read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in transcript, transcript[-3000:]
