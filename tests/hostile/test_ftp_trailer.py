@@ -13,7 +13,6 @@ import time
 import pytest
 
 from framing.codec import encode_header
-from ftp import users
 from ftp.client import TransferCut
 from ftp.protocol import PROTOCOL_VERSION, TRAILER_FEATURE, Code, reply
 from tests.hostile.test_ftp_server import HostileLab, Raw, sha
@@ -257,4 +256,3 @@ def test_a_client_that_vanishes_mid_body_of_a_trailer_upload_frees_the_upload(la
     assert "gone.bin" not in files(lab)
     assert os.path.getsize(lab.home() / ".gone.bin.part") <= MiB
     lab.assert_alive()
-    assert users.DEMO_USERS["alice"]
