@@ -616,3 +616,38 @@ def test_the_seed_server_fails_every_server_scenario(tmp_path):
         n: o.summary for n, o in outcomes.items() if o.passed}
     storage = outcomes["password-storage"].observed
     assert ["alice", "sha256(user+pw+user)"] in storage["fast_hashes"]
+
+
+# --- the lobby: logins without a worker (issue 11) ----------------------------------------------
+
+def test_logins_are_answered_in_the_lobby_and_the_session_goes_on_in_a_worker(lab):
+    clients = [lab.login("alice" if i % 2 else "bob") for i in range(12)]
+    assert lab.server.stats.lobby_logins >= 12
+    for client in clients:                     # the first command after the login: a worker takes over
+        assert client.pwd() == "/"
+        client.quit()
+
+
+def test_a_wrong_password_leaves_the_lobby_and_waits_the_login_delay(lab):
+    client = FtpClient(lab.host, lab.port, timeout=10)
+    started = time.monotonic()
+    with pytest.raises(FtpError) as info:
+        client.login("alice", "not-her-password")
+    assert info.value.code == Code.NOT_LOGGED_IN and time.monotonic() - started >= 0.02
+    client.login("alice", users.DEMO_USERS["alice"][0])   # the same session, now in a worker
+    assert client.pwd() == "/"
+    client.quit()
+
+
+def test_a_silent_connection_leaves_the_lobby_and_meets_the_login_deadline(tmp_path):
+    lab = Lab(tmp_path / "root", login_deadline=1.5)
+    try:
+        sock = socket.create_connection((lab.host, lab.port), timeout=10)
+        started, data = time.monotonic(), b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert b'"code": 421' in data and b"log in within" in data
+        assert 1.0 < time.monotonic() - started < 5
+        sock.close()
+    finally:
+        lab.stop()
