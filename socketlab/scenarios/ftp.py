@@ -41,13 +41,28 @@ CONTRACT = Contract("ftp", (
         "with `--max-sessions N`, serve N sessions and answer the next with 421;",
         "answer every bad frame or field with an error reply (or a clean close), never a silent drop.",
     ), ("print anything; use threads, a `queue.Queue` pool, `selectors` or `asyncio`.",)),
-    RoleContract("client", "python3 my_client.py --host ftp-server --port 20060 --user alice "
-                           "--password wonderland -c \"put FILE; get FILE COPY\"", (
-        "log in as the user given, run the `;`-separated commands of `-c` in order — the check sends "
-        "`put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit` "
-        "(`put LOCAL REMOTE`, `ls`, `get REMOTE LOCAL`, `rm REMOTE`, `quit`) — and exit 0 when all of "
-        "them succeeded, non-zero at the first that failed;",
-        "leave the downloaded copy with the same sha256 as the original.",
+    RoleContract("client", "python3 my_client.py --host ftp-server --port 20060 --user alice --password "
+                           "wonderland -c \"put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; "
+                           "rm cli.bin; quit\"", (
+        "connect to the `--host` and `--port` given (the other checks start it on other ports of ftp-server: a "
+        "relay that writes down every frame, a test server), log in as the user given and run the "
+        "`;`-separated commands of `-c` in order: `put LOCAL REMOTE`, `ls`, `get REMOTE LOCAL`, `rm REMOTE`, "
+        "`quit`;",
+        "really run each one (`rm` removes the file on the server), leave the downloaded copy with the sha256 of "
+        "the original, and exit 0 when all of them succeeded (`client-batch`, the command line above);",
+        "stop at the first command that fails and exit non-zero, running none of the commands after it: a "
+        "refusal from the server (`get no-such.bin /tmp/cli-nothing.bin; put /tmp/cli-small.bin after-get.bin; "
+        "quit` gets 550) or a local file that does not exist (`put /tmp/cli-no-such-file.bin cli-missing.bin; "
+        "...`) (`client-stops-at-failure`);",
+        "resume an interrupted upload as §5 says: the 350's `offset` is where `data` starts, with only the file's "
+        "bytes from there on (`client-resume-upload` leaves the first 1048576 bytes of /tmp/cli-resume.bin on "
+        "the server, then runs `put /tmp/cli-resume.bin cli-resume.bin; quit`);",
+        "check the server as §4 says: refuse a challenge whose scrypt parameters exceed n ≤ 2¹⁶, r ≤ 16, p ≤ 4 "
+        "(send no `auth`), and verify the 230's `server_signature`; either way send no further command and exit "
+        "non-zero (`client-server-signature` runs it against a fake server);",
+        "read every frame exactly (§1): one `recv()` may return part of the 4-byte prefix, of the header or of a "
+        "body, so loop until all bytes arrive (`client-short-reads` delivers the server's frames in small "
+        "pieces).",
     ), ("show a progress bar on stderr.",)),
 ), ("The seed's `my_ftp` server (`tests/negative/ftp_seed_server.py`) fails: clear-text passwords, "
     "`os.path.join(home, path)` lets `../` out of the home, no quota.",))
@@ -356,30 +371,9 @@ def bad_input(run: LessonRun) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# The client under test
+# The client under test: socketlab/scenarios/ftp_client.py (client-batch and the client's other duties)
 # ---------------------------------------------------------------------------------------------
 
+from .ftp_client import SCENARIOS as _CLIENT_SCENARIOS  # noqa: E402  (they use the helpers above)
 
-
-@scenario("client-batch", "the client's batch mode (-c) uploads and downloads a file; both copies have the "
-                          "sha256 of the original", roles=("client",))
-def client_batch(run: LessonRun) -> Outcome:
-    size = 1536 * 1024
-    original = run.tool(run.client, "make-file", "--file", "/tmp/cli-original.bin", "--seed", "21",
-                        "--size", str(size)).observed.get("sha256")
-    run.client.run(["rm", "-f", "/tmp/cli-copy.bin"])
-    commands = "put /tmp/cli-original.bin cli.bin; ls; get cli.bin /tmp/cli-copy.bin; rm cli.bin; quit"
-    argv = [*run.client_cmd, "--host", run.server_host, "--port", str(run.port()), "--user", "alice",
-            "--password", DEMO["alice"], "-c", commands]
-    result = run.client.run(run.in_workdir(argv), timeout=60)
-    copy = run.tool(run.client, "sha256", "--file", "/tmp/cli-copy.bin").observed.get("sha256")
-    tree_during = server_tree(run, f"{homes(run)}/alice")
-    transcript = [f"$ {' '.join(argv[:-2])} -c {commands!r}", *result.stdout.splitlines(),
-                  *result.stderr.strip().splitlines()[-3:],
-                  f"original sha256 {original}", f"downloaded copy  {copy or '(missing)'}",
-                  f"server side after 'rm cli.bin': cli.bin "
-                  f"{'still there' if 'cli.bin' in tree_during else 'gone'}"]
-    passed = result.ok and original and copy == original and "cli.bin" not in tree_during
-    return Outcome(bool(passed), f"exit {result.exit_code}; sha256 of the copy matches: {copy == original}",
-                   {"exit_code": result.exit_code, "original_sha256": original, "copy_sha256": copy,
-                    "size": size, "removed_on_server": "cli.bin" not in tree_during}, transcript)
+SCENARIOS.extend(_CLIENT_SCENARIOS)  # noqa: F821  (SCENARIOS is made by @scenario)
