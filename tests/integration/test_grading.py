@@ -71,6 +71,20 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
     ("sticky", "client", "sticky_client_prints_length.py", None, "client-exact-replies", ("4-byte length",)),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
+    ("ftp", "client", "ftp_client_single_recv.py", None, "client-batch",
+     ("body bytes", "as a length prefix", "loop until size bytes arrive")),
+    ("ftp", "client", "ftp_client_native_byteorder.py", None, "client-batch",
+     ("sent nothing usable after the greeting", "byte order", "!I")),
+    ("ftp", "client", "ftp_client_skips_rm.py", None, "client-batch",
+     ("'rm cli.bin' did not remove it", "yet the client exited 0")),
+    ("ftp", "client", "ftp_client_exit0_on_failure.py", None, "client-stops-at-failure",
+     ("yet the client exited 0", "non-zero")),
+    ("ftp", "client", "ftp_client_ignores_resume_offset.py", None, "client-resume-upload",
+     ("offset 1048576", "from offset 0", "501", "350's offset")),
+    ("ftp", "client", "ftp_client_no_server_signature.py", None, "client-server-signature",
+     ("wrong server_signature", "went on", "compare_digest")),
+    ("ftp", "client", "ftp_client_header_single_recv.py", None, "client-short-reads",
+     ("a frame arrived in pieces", "of the 4-byte prefix", "recv_exact")),
 ]]
 
 ALL = STUDENTS + NEGATIVE + MISTAKES
