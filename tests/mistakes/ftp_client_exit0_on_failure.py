@@ -1,4 +1,5 @@
 # MISTAKE: exits 0 even when a command failed (the contract says non-zero at the first failure)
+# ruff: noqa  (written like tests/students/ftp/client_plain.py, in its own style; one mistake apart from it)
 """A plain FTP-exercise client: blocking sockets and functions, stdlib only.
 
 Written from docs/ftp-protocol.md (version 1) and the client contract of services/ftp/README.md:

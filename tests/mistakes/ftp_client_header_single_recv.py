@@ -1,4 +1,5 @@
 # MISTAKE: reads the length prefix and the JSON header with one recv() each (no recv_exact); bodies are read in a loop
+# ruff: noqa  (written like tests/students/ftp/client_plain.py, in its own style; one mistake apart from it)
 """A plain FTP-exercise client: blocking sockets and functions, stdlib only.
 
 Written from docs/ftp-protocol.md (version 1) and the client contract of services/ftp/README.md:

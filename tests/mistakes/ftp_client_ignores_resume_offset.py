@@ -1,4 +1,5 @@
 # MISTAKE: ignores the resume offset of the 350 reply and re-sends the file from byte 0
+# ruff: noqa  (written like tests/students/ftp/client_plain.py, in its own style; one mistake apart from it)
 """A plain FTP-exercise client: blocking sockets and functions, stdlib only.
 
 Written from docs/ftp-protocol.md (version 1) and the client contract of services/ftp/README.md:
