@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not set(modes) <= set(MODES):
         parser.error(f"--mode: choose from {sorted(MODES)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    out = open(args.log, "a", encoding="utf-8")
+    out = open(args.log, "w", encoding="utf-8")
 
     def log(entry: dict) -> None:
         out.write(json.dumps(entry, sort_keys=True) + "\n")

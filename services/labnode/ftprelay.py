@@ -139,7 +139,7 @@ class FrameParser:
 class Relay:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.out = open(args.log, "a", encoding="utf-8")
+        self.out = open(args.log, "w", encoding="utf-8")
         self.deadline = time.monotonic() + args.max_seconds
 
     def log(self, entry: dict) -> None:
