@@ -8,7 +8,8 @@ body size), one JSON object a line. So a check can say *which* request a client 
 it sent none, instead of only "exit 1".
 
 ``--trickle`` delivers every server->client frame in pieces, with TCP_NODELAY and a pause after each
-piece: the 4-byte prefix as 1 + 3 bytes, the JSON header in three parts, the body in 16 KiB parts.
+piece (40 ms; 250 ms in the greeting): the 4-byte prefix as 1 + 3 bytes, the JSON header in three
+parts, the body in 16 KiB parts.
 On a real network that happens whenever a segment is lost or a window is small; on the Docker
 bridge it never does, so a client that takes one recv() for "the prefix" or "the header" passes
 everywhere else. The relay notes where in the stream the client was when it hung up.
@@ -30,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEADER = 65536
-PAUSE = 0.05             # seconds after a piece of a prefix or header (a client must see it alone)
+PAUSE = 0.04             # seconds after a piece of a prefix or header (a client must see it alone)
+GREETING_PAUSE = 0.25    # the greeting's pieces wait longer: a client that read a piece wrongly has time to
+                         # fail (print a traceback, exit) before the next arrives, so "where it hung up" is exact
 BODY_PIECE = 16 * 1024
 BODY_PAUSE = 0.002
 KEPT_FIELDS = ("op", "code", "path", "offset", "file_size", "user", "after", "msg")
@@ -225,7 +228,8 @@ class Relay:
                         break
                     last = piece
                     if self.args.trickle:
-                        next_send = time.monotonic() + (BODY_PAUSE if piece.part == "body" else PAUSE)
+                        pause = PAUSE if piece.frame > 1 else GREETING_PAUSE
+                        next_send = time.monotonic() + (BODY_PAUSE if piece.part == "body" else pause)
         finally:
             at = None if last is None else {"frame": last.frame, "part": last.part, "delivered": last.end,
                                             "of": last.of, "code": last.code, "frame_complete": last.last}

@@ -1,15 +1,17 @@
 """Run a program under test and keep what it printed in order, each line labelled by its stream.
 
-    python3 -m labnode.labelled --timeout 60 -- python3 my_client.py --host ftp-server ...
+    python3 -m labnode.labelled --timeout 60 [--fresh F] [--digest F] -- python3 my_client.py --host ftp-server ...
 
 prints ``out| line`` and ``err| line`` as the lines arrive (so a traceback stands where it
 happened, between the replies the program printed), then one RESULT line with the exit code.
 A progress bar's carriage returns keep only its last state. The program gets no stdin and is
-killed (with its process group) after --timeout seconds.
+killed (with its process group) after --timeout seconds. ``--fresh F`` removes F before the run
+(a copy the program must make), ``--digest F`` reports F's sha256 after it (null: no such file).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import selectors
 import signal
@@ -23,12 +25,25 @@ MAX_LINES = 400
 MAX_CHARS = 300
 
 
+def digest_of(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m labnode.labelled", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--fresh", action="append", default=[], help="remove this file before the run")
+    parser.add_argument("--digest", action="append", default=[], help="the sha256 of this file after the run")
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    for path in args.fresh:
+        if os.path.lexists(path):
+            os.unlink(path)
     started = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -64,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     code = proc.wait()
     if shown > MAX_LINES:
         print(f"...| ({shown - MAX_LINES} more lines)", flush=True)
-    emit_result(True, {"exit_code": code, "timed_out": timed_out, "seconds": round(time.monotonic() - started, 2)})
+    emit_result(True, {"exit_code": code, "timed_out": timed_out, "seconds": round(time.monotonic() - started, 2),
+                       "sha256": {path: digest_of(path) for path in args.digest}})
     return 0
 
 

@@ -60,6 +60,7 @@ class Ran:
     exit_code: int
     lines: list[str]
     timed_out: bool = False
+    sha256: dict = field(default_factory=dict)     # files made by the run: their sha256 (None: missing)
 
     @property
     def ok(self) -> bool:
@@ -74,15 +75,19 @@ class Ran:
                 f"(exit {self.exit_code}" + (", killed at the time limit)" if self.timed_out else ")")]
 
 
-def run_client(run: LessonRun, commands: str, port: int, timeout: int = 60) -> Ran:
+def run_client(run: LessonRun, commands: str, port: int, timeout: int = 60, copy: str | None = None,
+               absent: str | None = None) -> Ran:
+    """The client under test in batch mode; ``copy``: a file it must make (removed before, hashed after);
+    ``absent``: a file that must not exist."""
     argv = [*run.client_cmd, "--host", run.server_host, "--port", str(port), "--user", "alice",
             "--password", PASSWORD, "-c", commands]
-    wrapped = [run.python, "-m", "labnode.labelled", "--timeout", str(timeout), "--", *argv]
+    made = (["--fresh", copy, "--digest", copy] if copy else []) + (["--fresh", absent] if absent else [])
+    wrapped = [run.python, "-m", "labnode.labelled", "--timeout", str(timeout), *made, "--", *argv]
     probe = ProbeResult.parse(run.client.run(run.in_workdir(wrapped), timeout=timeout + 15))
     shown = " ".join(argv[:-2]).replace("/lab/student/client/", "")
     o = probe.observed
     return Ran(f"{shown} -c {commands!r}", int(o.get("exit_code", -1)), probe.transcript,
-               bool(o.get("timed_out")))
+               bool(o.get("timed_out")), dict(o.get("sha256") or {}))
 
 
 @dataclass
@@ -152,10 +157,6 @@ def relayed(run: LessonRun, name: str, trickle: bool = False) -> Iterator[Wire]:
 def make_file(run: LessonRun, path: str, seed: int, size: int) -> str | None:
     return run.tool(run.client, "make-file", "--file", path, "--seed", str(seed),
                     "--size", str(size)).observed.get("sha256")
-
-
-def client_sha256(run: LessonRun, path: str) -> str | None:
-    return run.tool(run.client, "sha256", "--file", path).observed.get("sha256")
 
 
 def alice_files(run: LessonRun) -> dict:
@@ -253,10 +254,9 @@ def judge_batch(ran: Ran, wire: Wire, original: str | None, copy: str | None, re
                           "the sha256 of the original, rm removes the file, exit 0", roles=("client",))
 def client_batch(run: LessonRun) -> Outcome:
     original = make_file(run, ORIGINAL, ORIGINAL_SEED, ORIGINAL_SIZE)
-    run.client.run(["rm", "-f", COPY])
     with relayed(run, "ftp-relay-batch") as wire:
-        ran = run_client(run, BATCH, wire.port)
-    copy = client_sha256(run, COPY)
+        ran = run_client(run, BATCH, wire.port, copy=COPY)
+    copy = ran.sha256.get(COPY)
     tree = alice_files(run)
     removed = "cli.bin" not in tree
     transcript = [*ran.transcript(), f"on the wire (a relay on port {wire.port}): {wire.ladder()}",
@@ -280,12 +280,11 @@ def client_batch(run: LessonRun) -> Outcome:
           roles=("client",))
 def client_stops_at_failure(run: LessonRun) -> Outcome:
     make_file(run, SMALL, SMALL_SEED, SMALL_SIZE)
-    run.client.run(["rm", "-f", MISSING_LOCAL])
     cases = [(FAIL_REMOTE, "get no-such.bin /tmp/cli-nothing.bin", "the server answered 550 (no such file)",
               "after-get.bin"),
              (FAIL_LOCAL, f"put {MISSING_LOCAL} cli-missing.bin", f"{MISSING_LOCAL} does not exist", "after-put.bin")]
     with relayed(run, "ftp-relay-stops") as wire:
-        runs = [run_client(run, commands, wire.port) for commands, *_ in cases]
+        runs = [run_client(run, commands, wire.port, absent=MISSING_LOCAL) for commands, *_ in cases]
     tree = alice_files(run)
     transcript, problems, fixes = [], [], []
     for conn, (ran, (_, failing, why, after)) in enumerate(zip(runs, cases), start=1):
@@ -431,12 +430,12 @@ def where_it_stopped(wire: Wire) -> str | None:
           roles=("client",))
 def client_short_reads(run: LessonRun) -> Outcome:
     original = make_file(run, SMALL, SMALL_SEED, SMALL_SIZE)
-    run.client.run(["rm", "-f", TRICKLE_COPY])
     with relayed(run, "ftp-relay-trickle", trickle=True) as wire:
-        ran = run_client(run, TRICKLE_BATCH, wire.port)
-    copy = client_sha256(run, TRICKLE_COPY)
+        ran = run_client(run, TRICKLE_BATCH, wire.port, copy=TRICKLE_COPY)
+    copy = ran.sha256.get(TRICKLE_COPY)
     stopped = where_it_stopped(wire)
-    transcript = [f"a relay on port {wire.port} delivers every server frame in pieces, 50 ms apart",
+    transcript = [f"a relay on port {wire.port} delivers every server frame in pieces, 40 ms apart (250 ms in "
+                  f"the greeting)",
                   *ran.transcript(), f"on the wire: {wire.ladder()}",
                   f"the client hung up with {stopped} delivered" if stopped else
                   f"relay: {(wire.first('closed') or {}).get('reason')}"]

@@ -84,7 +84,7 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("ftp", "client", "ftp_client_no_server_signature.py", None, "client-server-signature",
      ("wrong server_signature", "went on", "compare_digest")),
     ("ftp", "client", "ftp_client_header_single_recv.py", None, "client-short-reads",
-     ("a frame arrived in pieces", "of the 4-byte prefix", "recv_exact")),
+     ("a frame arrived in pieces", "your client read", "recv_exact")),
 ]]
 
 ALL = STUDENTS + NEGATIVE + MISTAKES
