@@ -6,11 +6,14 @@ subnet) so it never collides with a running lab or another test run.
 """
 from __future__ import annotations
 
+import fcntl
+
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import ContainerStatusWaitStrategy, HealthcheckWaitStrategy
 
 from socketlab.docker_nodes import ContainerNode
+from socketlab.images import parents_lock
 from socketlab.runner import lesson_run
 from socketlab.scenario import LessonRun
 from socketlab.topology import Lesson, ServiceSpec
@@ -50,12 +53,15 @@ class LessonDeployment:
     def start(self) -> LessonDeployment:
         self.network.create()
         try:
-            for spec in self.lesson.services:
-                command = self.server_command if spec.role == "server" else None
-                container = service_container(spec, self.network, f"{self.network.name}-{spec.role}",
-                                              self.labels, self.image, command)
-                container.start()
-                self.containers[spec.role] = container
+            # the containers are created from the lessons image's tag: while a test has that tag
+            # removed (tests/integration/test_classroom.py, bundle/load), wait for it to come back
+            with parents_lock(fcntl.LOCK_SH):
+                for spec in self.lesson.services:
+                    command = self.server_command if spec.role == "server" else None
+                    container = service_container(spec, self.network, f"{self.network.name}-{spec.role}",
+                                                  self.labels, self.image, command)
+                    container.start()
+                    self.containers[spec.role] = container
         except BaseException:
             self.stop()
             raise

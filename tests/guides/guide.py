@@ -30,7 +30,7 @@ from pathlib import Path
 import pexpect
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECT_TIMEOUT = 60
+EXPECT_TIMEOUT = 150   # a traced scenario on a busy two-core machine can take over a minute
 SHELL_PROMPTS = ("client$ ", "server$ ", "relay$ ")
 IP = re.compile(r"10\.77\.0\.\d+")
 BLOCK = re.compile(r"^([ \t]*)```session[ \t]+(\S+)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)

@@ -5,6 +5,7 @@ pinned in a known_hosts file — the product refuses unknown keys unless told ot
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -157,14 +158,18 @@ def test_grade_a_room_with_a_failing_student_and_an_unreachable_machine(room, ss
 
 
 def test_bundle_remove_load_up(docker_client, lab_image, tmp_path):
-    from socketlab.images import LESSONS_IMAGE
+    from socketlab.images import LESSONS_IMAGE, parents_lock
     env = dict(os.environ, SOCKETLAB_PROJECT=f"{RUN_ID}-bundle")
     tar = tmp_path / "socketlab-images.tar"
     lab = [sys.executable, "lab.py"]
     assert subprocess.run([*lab, "bundle", "-o", str(tar)], cwd=ROOT, env=env, timeout=300).returncode == 0
     assert tar.stat().st_size > 50_000_000
-    docker_client.images.remove(LESSONS_IMAGE, force=True)     # untag (running labs keep their layers)
-    loaded = subprocess.run([*lab, "load", str(tar)], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    # Untag (running labs keep their layers) and load back. Meanwhile the other test worker may want
+    # the tag: its overlay builds and test containers wait on the machine's image lock until then.
+    with parents_lock(fcntl.LOCK_EX):
+        docker_client.images.remove(LESSONS_IMAGE, force=True)
+        loaded = subprocess.run([*lab, "load", str(tar)], cwd=ROOT, env=env, timeout=300, capture_output=True,
+                                text=True)
     assert loaded.returncode == 0 and LESSONS_IMAGE in loaded.stderr
     try:
         up = subprocess.run([*lab, "up", "basic"], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
