@@ -1,6 +1,7 @@
 """On the FTP client's machine: set the server up for a client check (check ftp --client).
 
-    python3 -m labnode.ftpprep cut-upload --host ftp-server --port 20060 --file F --remote R --cut-after 1048576
+    python3 -m labnode.ftpprep cut-upload --host ftp-server --port 20060 --file F [--seed S --size N] --remote R \
+        --cut-after 1048576
     python3 -m labnode.ftpprep remove --host ftp-server --port 20060 R [R ...]
 
 ``cut-upload`` leaves an interrupted upload on the server: a protocol-1 put (the digest in the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import random
 import sys
 import time
 
@@ -38,6 +40,9 @@ def session(args: argparse.Namespace) -> FtpClient:
 
 
 def cmd_cut_upload(args: argparse.Namespace) -> int:
+    if args.seed is not None:                   # make the file first (as `labnode make-file` does)
+        with open(args.file, "wb") as f:
+            f.write(random.Random(args.seed).randbytes(args.size))
     size = os.path.getsize(args.file)
     with open(args.file, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
@@ -104,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--file", required=True)
             p.add_argument("--remote", required=True)
             p.add_argument("--cut-after", type=int, required=True)
+            p.add_argument("--seed", type=int, help="write --file first: --size seeded random bytes")
+            p.add_argument("--size", type=int, default=0)
         else:
             p.add_argument("names", nargs="+")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ body size), one JSON object a line. So a check can say *which* request a client 
 it sent none, instead of only "exit 1".
 
 ``--trickle`` delivers every server->client frame in pieces, with TCP_NODELAY and a pause after each
-piece (40 ms; 250 ms in the greeting): the 4-byte prefix as 1 + 3 bytes, the JSON header in three
+piece (30 ms; 250 ms in the greeting): the 4-byte prefix as 1 + 3 bytes, the JSON header in two
 parts, the body in 16 KiB parts.
 On a real network that happens whenever a segment is lost or a window is small; on the Docker
 bridge it never does, so a client that takes one recv() for "the prefix" or "the header" passes
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEADER = 65536
-PAUSE = 0.04             # seconds after a piece of a prefix or header (a client must see it alone)
+PAUSE = 0.03             # seconds after a piece of a prefix or header (a client must see it alone)
 GREETING_PAUSE = 0.25    # the greeting's pieces wait longer: a client that read a piece wrongly has time to
                          # fail (print a traceback, exit) before the next arrives, so "where it hung up" is exact
 BODY_PIECE = 16 * 1024
@@ -99,8 +99,7 @@ class FrameParser:
                     break
                 raw = bytes(self.buf[:self.length])
                 del self.buf[:self.length]
-                thirds = [raw[:max(1, self.length // 3)], raw[max(1, self.length // 3):max(2, 2 * self.length // 3)],
-                          raw[max(2, 2 * self.length // 3):]]
+                halves = [raw[:max(1, self.length // 2)], raw[max(1, self.length // 2):]]
                 done = 0
                 try:
                     header = json.loads(raw.decode("utf-8"))
@@ -114,7 +113,7 @@ class FrameParser:
                 self.code = code if isinstance(code, int) else None
                 size = (header or {}).get("size") or 0
                 size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
-                for part in (p for p in thirds if p):
+                for part in (p for p in halves if p):
                     done += len(part)
                     pieces.append(Piece(part, self.frame, "header", done, self.length, self.code,
                                         last=header is not None and done == self.length and not size))

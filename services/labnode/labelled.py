@@ -6,13 +6,15 @@ prints ``out| line`` and ``err| line`` as the lines arrive (so a traceback stand
 happened, between the replies the program printed), then one RESULT line with the exit code.
 A progress bar's carriage returns keep only its last state. The program gets no stdin and is
 killed (with its process group) after --timeout seconds. ``--fresh F`` removes F before the run
-(a copy the program must make), ``--digest F`` reports F's sha256 after it (null: no such file).
+(a copy the program must make), ``--digest F`` reports F's sha256 after it (null: no such file),
+``--make F SEED SIZE`` writes a file of seeded random bytes before it (what ``labnode make-file`` writes).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -38,9 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--fresh", action="append", default=[], help="remove this file before the run")
     parser.add_argument("--digest", action="append", default=[], help="the sha256 of this file after the run")
+    parser.add_argument("--make", nargs=3, action="append", default=[], metavar=("FILE", "SEED", "SIZE"),
+                        help="write a file of seeded random bytes before the run")
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    made = {}
+    for path, seed, size in args.make:
+        data = random.Random(int(seed)).randbytes(int(size))
+        with open(path, "wb") as f:
+            f.write(data)
+        made[path] = hashlib.sha256(data).hexdigest()
     for path in args.fresh:
         if os.path.lexists(path):
             os.unlink(path)
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if shown > MAX_LINES:
         print(f"...| ({shown - MAX_LINES} more lines)", flush=True)
     emit_result(True, {"exit_code": code, "timed_out": timed_out, "seconds": round(time.monotonic() - started, 2),
-                       "sha256": {path: digest_of(path) for path in args.digest}})
+                       "made": made, "sha256": {path: digest_of(path) for path in args.digest}})
     return 0
 
 

@@ -33,7 +33,7 @@ PASSWORD = "wonderland"        # alice, a demo user of docs/ftp-protocol.md §7
 ORIGINAL, ORIGINAL_SEED, ORIGINAL_SIZE = "/tmp/cli-original.bin", 21, 1536 * 1024
 COPY = "/tmp/cli-copy.bin"
 SMALL, SMALL_SEED, SMALL_SIZE = "/tmp/cli-small.bin", 22, 64 * 1024
-RESUME, RESUME_SEED, RESUME_SIZE, CUT = "/tmp/cli-resume.bin", 23, 3 * 1024 * 1024, 1024 * 1024
+RESUME, RESUME_SEED, RESUME_SIZE, CUT = "/tmp/cli-resume.bin", 23, 1536 * 1024, 1024 * 1024
 MISSING_LOCAL = "/tmp/cli-no-such-file.bin"
 
 BATCH = f"put {ORIGINAL} cli.bin; ls; get cli.bin {COPY}; rm cli.bin; quit"
@@ -42,7 +42,7 @@ FAIL_LOCAL = f"put {MISSING_LOCAL} cli-missing.bin; put {SMALL} after-put.bin; q
 RESUME_BATCH = f"put {RESUME} cli-resume.bin; quit"
 SIGNATURE_BATCH = f"put {SMALL} sig.bin; ls; quit"
 TRICKLE_COPY = "/tmp/cli-trickle-copy.bin"
-TRICKLE_BATCH = f"put {SMALL} trickle.bin; ls; get trickle.bin {TRICKLE_COPY}; rm trickle.bin; quit"
+TRICKLE_BATCH = f"put {SMALL} trickle.bin; get trickle.bin {TRICKLE_COPY}; rm trickle.bin; quit"
 
 RECV_EXACT_FIX = ("one recv(n) may return fewer than n bytes (TCP keeps no message boundaries): loop until "
                   "all bytes arrive (recv_exact) for the 4-byte prefix, the header and the body")
@@ -61,6 +61,7 @@ class Ran:
     lines: list[str]
     timed_out: bool = False
     sha256: dict = field(default_factory=dict)     # files made by the run: their sha256 (None: missing)
+    made: dict = field(default_factory=dict)       # files the check wrote before it: their sha256
 
     @property
     def ok(self) -> bool:
@@ -76,18 +77,19 @@ class Ran:
 
 
 def run_client(run: LessonRun, commands: str, port: int, timeout: int = 60, copy: str | None = None,
-               absent: str | None = None) -> Ran:
+               absent: str | None = None, source: tuple[str, int, int] | None = None) -> Ran:
     """The client under test in batch mode; ``copy``: a file it must make (removed before, hashed after);
-    ``absent``: a file that must not exist."""
+    ``absent``: a file that must not exist; ``source``: (path, seed, size) of a file the check writes first."""
     argv = [*run.client_cmd, "--host", run.server_host, "--port", str(port), "--user", "alice",
             "--password", PASSWORD, "-c", commands]
-    made = (["--fresh", copy, "--digest", copy] if copy else []) + (["--fresh", absent] if absent else [])
+    made = ((["--fresh", copy, "--digest", copy] if copy else []) + (["--fresh", absent] if absent else [])
+            + (["--make", *map(str, source)] if source else []))
     wrapped = [run.python, "-m", "labnode.labelled", "--timeout", str(timeout), *made, "--", *argv]
     probe = ProbeResult.parse(run.client.run(run.in_workdir(wrapped), timeout=timeout + 15))
     shown = " ".join(argv[:-2]).replace("/lab/student/client/", "")
     o = probe.observed
     return Ran(f"{shown} -c {commands!r}", int(o.get("exit_code", -1)), probe.transcript,
-               bool(o.get("timed_out")), dict(o.get("sha256") or {}))
+               bool(o.get("timed_out")), dict(o.get("sha256") or {}), dict(o.get("made") or {}))
 
 
 @dataclass
@@ -152,11 +154,6 @@ def node_tool_in_background(run: LessonRun, name: str, module: str, port: int, *
 def relayed(run: LessonRun, name: str, trickle: bool = False) -> Iterator[Wire]:
     return node_tool_in_background(run, name, "labnode.ftprelay", run.port() + RELAY_PORT_OFFSET,
                                    "--to-port", str(run.port()), *(["--trickle"] if trickle else []))
-
-
-def make_file(run: LessonRun, path: str, seed: int, size: int) -> str | None:
-    return run.tool(run.client, "make-file", "--file", path, "--seed", str(seed),
-                    "--size", str(size)).observed.get("sha256")
 
 
 def alice_files(run: LessonRun) -> dict:
@@ -253,10 +250,9 @@ def judge_batch(ran: Ran, wire: Wire, original: str | None, copy: str | None, re
 @scenario("client-batch", "the client's batch mode (-c) runs put, ls, get, rm and quit in order: the copy has "
                           "the sha256 of the original, rm removes the file, exit 0", roles=("client",))
 def client_batch(run: LessonRun) -> Outcome:
-    original = make_file(run, ORIGINAL, ORIGINAL_SEED, ORIGINAL_SIZE)
     with relayed(run, "ftp-relay-batch") as wire:
-        ran = run_client(run, BATCH, wire.port, copy=COPY)
-    copy = ran.sha256.get(COPY)
+        ran = run_client(run, BATCH, wire.port, copy=COPY, source=(ORIGINAL, ORIGINAL_SEED, ORIGINAL_SIZE))
+    original, copy = ran.made.get(ORIGINAL), ran.sha256.get(COPY)
     tree = alice_files(run)
     removed = "cli.bin" not in tree
     transcript = [*ran.transcript(), f"on the wire (a relay on port {wire.port}): {wire.ladder()}",
@@ -279,12 +275,12 @@ def client_batch(run: LessonRun) -> Outcome:
                                      "exist) ends the batch: exit non-zero, the commands after it are not run",
           roles=("client",))
 def client_stops_at_failure(run: LessonRun) -> Outcome:
-    make_file(run, SMALL, SMALL_SEED, SMALL_SIZE)
     cases = [(FAIL_REMOTE, "get no-such.bin /tmp/cli-nothing.bin", "the server answered 550 (no such file)",
               "after-get.bin"),
              (FAIL_LOCAL, f"put {MISSING_LOCAL} cli-missing.bin", f"{MISSING_LOCAL} does not exist", "after-put.bin")]
     with relayed(run, "ftp-relay-stops") as wire:
-        runs = [run_client(run, commands, wire.port, absent=MISSING_LOCAL) for commands, *_ in cases]
+        runs = [run_client(run, commands, wire.port, absent=MISSING_LOCAL, source=(SMALL, SMALL_SEED, SMALL_SIZE))
+                for commands, *_ in cases]
     tree = alice_files(run)
     transcript, problems, fixes = [], [], []
     for conn, (ran, (_, failing, why, after)) in enumerate(zip(runs, cases), start=1):
@@ -315,11 +311,11 @@ def client_stops_at_failure(run: LessonRun) -> Outcome:
                                   "data from the 350's offset (1048576), only the rest of the file",
           roles=("client",))
 def client_resume_upload(run: LessonRun) -> Outcome:
-    digest = make_file(run, RESUME, RESUME_SEED, RESUME_SIZE)
     prep = ProbeResult.parse(run.client.run(run.in_workdir(
         [run.python, "-m", "labnode.ftpprep", "cut-upload", "--host", run.server_host, "--port", str(run.port()),
-         "--password", PASSWORD, "--file", RESUME, "--remote", "cli-resume.bin", "--cut-after", str(CUT)]),
-        timeout=60))
+         "--password", PASSWORD, "--file", RESUME, "--seed", str(RESUME_SEED), "--size", str(RESUME_SIZE),
+         "--remote", "cli-resume.bin", "--cut-after", str(CUT)]), timeout=60))
+    digest = prep.observed.get("sha256")
     if not prep.ok:
         return Outcome(False, f"the check could not leave an interrupted upload on the server "
                               f"(offered offset {prep.observed.get('offered_offset')}): the server does not resume "
@@ -339,8 +335,6 @@ def client_resume_upload(run: LessonRun) -> Outcome:
     offset = accepted.get("offset") if accepted else None
     right = (data is not None and data.get("offset") == CUT and data.get("body") == RESUME_SIZE - CUT)
     if ran.ok and right and stored.get("sha256") == digest:
-        run.client.run(run.in_workdir([run.python, "-m", "labnode.ftpprep", "remove", "--host", run.server_host,
-                                       "--port", str(run.port()), "--password", PASSWORD, "cli-resume.bin"]))
         return Outcome(True, f"350 offered offset {offset}; the client sent data from {CUT}, "
                              f"{RESUME_SIZE - CUT} bytes; the stored file has the right sha256", observed, transcript)
     fix = ("send `data` with the 350's offset and only the rest of the file (f.seek(offset), a body of "
@@ -371,11 +365,10 @@ def client_resume_upload(run: LessonRun) -> Outcome:
                                      "server_signature, or a challenge with scrypt n over 2^16, ends the session: "
                                      "no further command, exit non-zero", roles=("client",))
 def client_server_signature(run: LessonRun) -> Outcome:
-    make_file(run, SMALL, SMALL_SEED, SMALL_SIZE)
     port = run.port() + FAKE_PORT_OFFSET
     with node_tool_in_background(run, "ftp-fake", "labnode.ftpfake", port, "--mode",
                                  "bad-signature,huge-scrypt") as wire:
-        signature = run_client(run, SIGNATURE_BATCH, port)
+        signature = run_client(run, SIGNATURE_BATCH, port, source=(SMALL, SMALL_SEED, SMALL_SIZE))
         scrypt = run_client(run, SIGNATURE_BATCH, port)
     requests = {conn: [str(e.get("op")) for e in wire.events if e.get("ev") == "request" and e.get("conn") == conn]
                 for conn in (1, 2)}
@@ -426,15 +419,14 @@ def where_it_stopped(wire: Wire) -> str | None:
 
 
 @scenario("client-short-reads", "the server's frames arrive in pieces (prefix as 1 + 3 bytes, the header in "
-                                "three parts, pauses between): the client reads each one whole (recv_exact)",
+                                "two parts, pauses between): the client reads each one whole (recv_exact)",
           roles=("client",))
 def client_short_reads(run: LessonRun) -> Outcome:
-    original = make_file(run, SMALL, SMALL_SEED, SMALL_SIZE)
     with relayed(run, "ftp-relay-trickle", trickle=True) as wire:
-        ran = run_client(run, TRICKLE_BATCH, wire.port, copy=TRICKLE_COPY)
-    copy = ran.sha256.get(TRICKLE_COPY)
+        ran = run_client(run, TRICKLE_BATCH, wire.port, copy=TRICKLE_COPY, source=(SMALL, SMALL_SEED, SMALL_SIZE))
+    original, copy = ran.made.get(SMALL), ran.sha256.get(TRICKLE_COPY)
     stopped = where_it_stopped(wire)
-    transcript = [f"a relay on port {wire.port} delivers every server frame in pieces, 40 ms apart (250 ms in "
+    transcript = [f"a relay on port {wire.port} delivers every server frame in pieces, 30 ms apart (250 ms in "
                   f"the greeting)",
                   *ran.transcript(), f"on the wire: {wire.ladder()}",
                   f"the client hung up with {stopped} delivered" if stopped else
