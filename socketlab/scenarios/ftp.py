@@ -375,5 +375,6 @@ def bad_input(run: LessonRun) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 
 from .ftp_client import SCENARIOS as _CLIENT_SCENARIOS  # noqa: E402  (they use the helpers above)
+from .ftp_client import client_batch  # noqa: E402, F401  (tests call ftp.client_batch)
 
 SCENARIOS.extend(_CLIENT_SCENARIOS)  # noqa: F821  (SCENARIOS is made by @scenario)
