@@ -161,6 +161,17 @@ def alice_files(run: LessonRun) -> dict:
     return server_tree(run, f"{homes(run)}/alice")
 
 
+def remove_from_alice(run: LessonRun, *names: str) -> None:
+    """Leave alice's home as the scenario found it (a demo runs on the student's own lab): each file
+    that is there is removed through the server, with the lab's own client, so quotas stay right."""
+    present = alice_files(run)
+    for name in names:
+        if name in present:
+            run.client.run(run.in_workdir([run.python, "-m", "ftp.client", "--host", run.server_host, "--port",
+                                           str(run.port()), "--user", "alice", "--password", PASSWORD,
+                                           "-c", f"rm {name}"]), timeout=30)
+
+
 def copy_state(copy: str | None, original: str | None) -> str:
     if copy is None:
         return "the copy is missing"
@@ -282,6 +293,7 @@ def client_stops_at_failure(run: LessonRun) -> Outcome:
         runs = [run_client(run, commands, wire.port, absent=MISSING_LOCAL, source=(SMALL, SMALL_SEED, SMALL_SIZE))
                 for commands, *_ in cases]
     tree = alice_files(run)
+    remove_from_alice(run, "after-get.bin", "after-put.bin")
     transcript, problems, fixes = [], [], []
     for conn, (ran, (_, failing, why, after)) in enumerate(zip(runs, cases), start=1):
         stored = after in tree
@@ -323,6 +335,7 @@ def client_resume_upload(run: LessonRun) -> Outcome:
     with relayed(run, "ftp-relay-resume") as wire:
         ran = run_client(run, RESUME_BATCH, wire.port)
     stored = alice_files(run).get("cli-resume.bin") or {}
+    remove_from_alice(run, "cli-resume.bin")
     accepted = next((e for e in wire.frames("s2c") if e.get("code") == 350), None)
     data = next((e for e in wire.frames("c2s") if e.get("op") == "data"), None)
     after_data = [e for e in wire.frames("s2c") if data and wire.events.index(e) > wire.events.index(data)]
