@@ -57,6 +57,15 @@ NEGATIVE = [Control(lesson, role, TESTS / "negative" / name, None, fails, words)
 ]]
 
 MISTAKES_DIR = TESTS / "mistakes"
+# the FTP client mistakes are edits of a positive control (tests/ftp_client_mistakes.py), made here
+GENERATED = MISTAKES_DIR / ".generated"
+
+
+def generated(name: str) -> Path:
+    from tests.ftp_client_mistakes import write
+    return write(name, GENERATED)
+
+
 MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
             for lesson, role, name, entry, fails, words in [
     ("basic", "server", "basic_binds_loopback.py", None, "accept-new-socket", ("127.0.0.1", "0.0.0.0")),
@@ -71,19 +80,19 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
     ("sticky", "client", "sticky_client_prints_length.py", None, "client-exact-replies", ("4-byte length",)),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
-    ("ftp", "client", "ftp_client_single_recv.py", None, "client-batch",
+    ("ftp", "client", generated("single_recv"), None, "client-batch",
      ("body bytes", "as a length prefix", "loop until size bytes arrive")),
-    ("ftp", "client", "ftp_client_native_byteorder.py", None, "client-batch",
+    ("ftp", "client", generated("native_byteorder"), None, "client-batch",
      ("sent nothing usable after the greeting", "byte order", "!I")),
-    ("ftp", "client", "ftp_client_skips_rm.py", None, "client-batch",
+    ("ftp", "client", generated("skips_rm"), None, "client-batch",
      ("'rm cli.bin' did not remove it", "yet the client exited 0")),
-    ("ftp", "client", "ftp_client_exit0_on_failure.py", None, "client-stops-at-failure",
+    ("ftp", "client", generated("exit0_on_failure"), None, "client-stops-at-failure",
      ("yet the client exited 0", "non-zero")),
-    ("ftp", "client", "ftp_client_ignores_resume_offset.py", None, "client-resume-upload",
+    ("ftp", "client", generated("ignores_resume_offset"), None, "client-resume-upload",
      ("offset 1048576", "from offset 0", "501", "350's offset")),
-    ("ftp", "client", "ftp_client_no_server_signature.py", None, "client-server-signature",
+    ("ftp", "client", generated("no_server_signature"), None, "client-server-signature",
      ("wrong server_signature", "went on", "compare_digest")),
-    ("ftp", "client", "ftp_client_header_single_recv.py", None, "client-short-reads",
+    ("ftp", "client", generated("header_single_recv"), None, "client-short-reads",
      ("a frame arrived in pieces", "your client read", "recv_exact")),
 ]]
 
