@@ -620,12 +620,20 @@ def test_the_seed_server_fails_every_server_scenario(tmp_path):
 
 # --- the lobby: logins without a worker (issue 11) ----------------------------------------------
 
-def test_logins_are_answered_in_the_lobby_and_the_session_goes_on_in_a_worker(lab):
-    clients = [lab.login("alice" if i % 2 else "bob") for i in range(12)]
-    assert lab.server.stats.lobby_logins >= 12
-    for client in clients:                     # the first command after the login: a worker takes over
-        assert client.pwd() == "/"
-        client.quit()
+def test_logins_are_answered_in_the_lobby_and_the_session_goes_on_in_a_worker(tmp_path, monkeypatch):
+    # The lobby hands a session to a worker after LOBBY_PATIENCE (at most half the deadlines) even
+    # mid-login; a busy test machine must not turn that into a failure, so both are long here.
+    from ftp import server as ftp_server
+    monkeypatch.setattr(ftp_server, "LOBBY_PATIENCE", 60.0)
+    lab = Lab(tmp_path / "root", header_deadline=180.0, login_deadline=180.0)
+    try:
+        clients = [lab.login("alice" if i % 2 else "bob") for i in range(12)]
+        assert lab.server.stats.lobby_logins >= 12
+        for client in clients:                 # the first command after the login: a worker takes over
+            assert client.pwd() == "/"
+            client.quit()
+    finally:
+        lab.stop()
 
 
 def test_a_wrong_password_leaves_the_lobby_and_waits_the_login_delay(lab):
