@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -548,6 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stopped(signum, _frame) -> None:
+    """The terminal closed (SIGHUP) or we were told to stop (SIGTERM): leave through the `finally`
+    blocks, so what this command started (a check's or a trace's throw-away instance) is removed.
+    A second signal while that clean-up runs is ignored."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -557,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(fn=cmd_test, pytest_args=argv[1:])
     else:
         args = parser.parse_args(argv)
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _stopped)
     try:
         return args.fn(args, load())
     except LabError as exc:

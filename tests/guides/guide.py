@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -106,14 +107,38 @@ class GuideRun:
         assert done.returncode == 0, done.stdout + done.stderr
 
     def close_sessions(self) -> None:
-        """End every program the guide started (a terminal closed: the lab ends its process)."""
+        """End every program the guide started as a closed terminal would: SIGHUP to lab.py, which
+        then removes what it started (a trace's throw-away instance); forced only if it hangs."""
         for child in self.sessions.values():
+            if child.isalive():
+                child.kill(signal.SIGHUP)
+                try:
+                    child.expect(pexpect.EOF, timeout=120)
+                except pexpect.TIMEOUT:
+                    pass
             child.close(force=True)
         self.sessions.clear()
 
     def down(self) -> None:
         self.close_sessions()
         self.lab("down", self.lesson)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Whatever is left of this run's projects (the lesson, and any trace or check it started,
+        named after it): removed by label, so an interrupted step leaves nothing on the engine."""
+        import docker
+        client = docker.from_env()
+        mine = lambda labels: labels.get("socketlab.project", "").startswith(self.env["SOCKETLAB_PROJECT"])  # noqa: E731
+        for c in client.containers.list(all=True, filters={"label": "socketlab.project"}):
+            if mine(c.labels):
+                c.remove(force=True, v=True)
+        for n in client.networks.list(filters={"label": "socketlab.project"}):
+            if mine(n.attrs.get("Labels") or {}):
+                try:
+                    n.remove()
+                except docker.errors.APIError:
+                    pass
 
     def spawn(self, command: str) -> pexpect.spawn:
         argv = command.split()

@@ -372,3 +372,23 @@ def test_ftp_cut_upload_then_resume_from_the_offset(ftp):
     assert announced <= resent < announced + 4096
     assert any("350 with offset 1048576" in r.note for r in st.ladder.segments)
     assert 226 in [h.get("code") for h in replies]
+
+
+def test_a_trace_whose_terminal_closes_removes_its_instance(docker_client, lab_image):
+    """SIGHUP (the terminal window closed) mid-trace: lab.py leaves through its clean-up."""
+    import signal
+
+    import pexpect
+    project = f"{RUN_ID}-hup"
+    env = dict(os.environ, SOCKETLAB_PROJECT=project, SOCKETLAB_SUBNET="")
+    child = pexpect.spawn(sys.executable, ["lab.py", "trace", "sticky", "--scenario", "coalesce"], cwd=str(ROOT),
+                          env=env, encoding="utf-8", timeout=180)
+    try:
+        child.expect("running 1 scenario")          # the throw-away instance is up
+        child.kill(signal.SIGHUP)
+        child.expect(pexpect.EOF, timeout=180)
+    finally:
+        child.close(force=True)
+    left = [c.name for c in docker_client.containers.list(all=True, filters={"label": "socketlab.project"})
+            if c.labels["socketlab.project"].startswith(project)]
+    assert left == [], left
