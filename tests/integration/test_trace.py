@@ -97,7 +97,7 @@ def test_basic_handshake_before_accept_returns_and_a_new_port_each_time(basic):
         assert rows[accept].call.peer == conn.client
 
 
-def test_json_and_html_and_pcap(basic, tmp_path):
+def test_json_and_html_and_pcap(basic, tmp_path, docker_client):
     data = json.loads(json.dumps(basic.as_dict()))
     events = data["scenarios"][0]["events"]
     assert any(e.get("segment", {}).get("flags") == "SYN" for e in events)
@@ -105,6 +105,18 @@ def test_json_and_html_and_pcap(basic, tmp_path):
     html_path, pcap_path = write_outputs(basic, tmp_path / "basic.html")
     assert pcap_path == tmp_path / "basic.pcap"
     assert len(read_pcap(pcap_path.read_bytes())) == len(basic.segments) > 0
+    # and libpcap reads it as Wireshark would: tcpdump, from the capture image, one line per packet
+    from socketlab.images import ImageBuilder
+    from tests.conftest import OWNER_LABELS
+    image = ImageBuilder(docker_client).ensure_capture()
+    listing = docker_client.containers.run(image, ["tcpdump", "-nr", "/pcap/basic.pcap"], remove=True,
+                                           volumes={str(tmp_path): {"bind": "/pcap", "mode": "ro"}},
+                                           labels=OWNER_LABELS, user="0").decode()
+    import dpkt
+    with pcap_path.open("rb") as f:
+        packets = sum(1 for _ in dpkt.pcap.Reader(f))     # the segments, and the capture's start mark
+    assert len(listing.strip().splitlines()) == packets >= len(basic.segments), listing
+    assert "Flags [S]" in listing and "Flags [S.]" in listing
 
     class Count(HTMLParser):
         svg = seg = 0
