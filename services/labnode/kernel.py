@@ -139,6 +139,23 @@ def process_state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def busiest_thread_state(pid: int) -> str:
+    """R when any thread of the process is running or ready to run, else the main thread's state.
+    (A server that spins in a worker thread looks asleep in its main thread.)"""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return process_state(pid)
+    states = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return "R" if "R" in states else process_state(pid)
+
+
 def process_alive(pid: int) -> bool:
     try:
         return process_state(pid) not in ("Z", "X")
