@@ -358,7 +358,7 @@ TEST_WORKERS = 2
 
 def default_test_args() -> list[str]:
     workers = os.environ.get("SOCKETLAB_TEST_WORKERS", str(TEST_WORKERS))
-    return ["-n", workers, "--dist", "loadfile", "tests"]
+    return ["-n", workers, "--dist", "loadfile", "--durations=25", "tests"]   # where the time goes, in every log
 
 
 def cmd_test(args, topology: Topology) -> int:
