@@ -15,25 +15,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.loopback import free_port, wait_listening
+
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 ENV = {**os.environ, "PYTHONPATH": str(SERVICES), "PYTHONUNBUFFERED": "1", "TERM": "dumb"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def start(argv: list[str], port: int, cwd: Path) -> subprocess.Popen:

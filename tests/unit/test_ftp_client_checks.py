@@ -11,6 +11,7 @@ from pathlib import Path
 
 from labnode.ftprelay import FrameParser
 from socketlab.scenarios.ftp_client import Ran, Wire, judge_batch
+from tests.loopback import free_port, wait_listening
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
@@ -37,22 +38,6 @@ def test_a_prefix_in_native_byte_order_is_logged_with_both_readings():
     assert logged[0]["ev"] == "bad-prefix" and logged[0]["as_little_endian"] == len(raw)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int) -> None:
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def test_the_trickle_relay_tells_where_a_one_recv_client_hung_up(tmp_path):
     fake_port, relay_port = free_port(), free_port()
     env = {"PYTHONPATH": str(SERVICES)}
@@ -62,7 +47,7 @@ def test_the_trickle_relay_tells_where_a_one_recv_client_hung_up(tmp_path):
                               str(fake_port), "--log", str(tmp_path / "relay.jsonl"), "--trickle",
                               "--max-connections", "1", "--max-seconds", "20"], env=env)
     try:
-        wait_port(fake_port)   # the fake's own accept loop takes this probe as its first connection
+        wait_listening(fake_port)   # the fake's own accept loop takes this probe as its first connection
         time.sleep(0.3)
         for _ in range(100):
             try:
