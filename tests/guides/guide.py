@@ -130,9 +130,13 @@ class GuideRun:
         import docker
         client = docker.from_env()
         mine = lambda labels: labels.get("socketlab.project", "").startswith(self.env["SOCKETLAB_PROJECT"])  # noqa: E731
-        for c in client.containers.list(all=True, filters={"label": "socketlab.project"}):
-            if mine(c.labels):
-                c.remove(force=True, v=True)
+        # sparse: the other test worker's containers may vanish between listing and inspecting
+        for c in client.containers.list(all=True, sparse=True, filters={"label": "socketlab.project"}):
+            if mine(c.attrs.get("Labels") or {}):
+                try:
+                    c.remove(force=True, v=True)
+                except docker.errors.NotFound:
+                    pass
         for n in client.networks.list(filters={"label": "socketlab.project"}):
             if mine(n.attrs.get("Labels") or {}):
                 try:

@@ -401,6 +401,7 @@ def test_a_trace_whose_terminal_closes_removes_its_instance(docker_client, lab_i
         child.expect(pexpect.EOF, timeout=180)
     finally:
         child.close(force=True)
-    left = [c.name for c in docker_client.containers.list(all=True, filters={"label": "socketlab.project"})
-            if c.labels["socketlab.project"].startswith(project)]
+    # sparse: the other test worker's containers may vanish between listing and inspecting
+    left = [c.id for c in docker_client.containers.list(all=True, sparse=True, filters={"label": "socketlab.project"})
+            if (c.attrs.get("Labels") or {}).get("socketlab.project", "").startswith(project)]
     assert left == [], left
