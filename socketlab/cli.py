@@ -189,12 +189,22 @@ def cmd_demo(args, topology: Topology) -> int:
 
 
 def cmd_check(args, topology: Topology) -> int:
+    servers, clients = args.server or [], args.client or []
+    topology.lesson(args.lesson)
+    if len(servers) > 1 and clients or len(clients) > 1 and servers:
+        raise LabError("a batch grades one role: several --server programs or several --client programs, not both",
+                       f"python lab.py check {args.lesson} --server a.py b.py, then --client x.py y.py", 2)
+    if len(servers) > 1 or len(clients) > 1:
+        return _check_batch(args, topology, "server" if len(servers) > 1 else "client", servers or clients)
+    return _check_one(args, topology, servers[0] if servers else None, clients[0] if clients else None)
+
+
+def _check_one(args, topology: Topology, server_arg: str | None, client_arg: str | None) -> int:
     from .deploy import DeadlineExceeded, deadline, remove_throwaways
     from .engine import connect
     from .runner import Checker
-    server = Path(args.server).resolve() if args.server else None
-    client = Path(args.client).resolve() if args.client else None
-    topology.lesson(args.lesson)
+    server = Path(server_arg).resolve() if server_arg else None
+    client = Path(client_arg).resolve() if client_arg else None
     client_ = connect()
     finished = []   # scenarios that ended before a deadline cut the check short
 
@@ -209,24 +219,99 @@ def cmd_check(args, topology: Topology) -> int:
                                                                                 progress, entry=args.entry,
                                                                                 trace=args.trace)
     except DeadlineExceeded as exc:
-        report = _cut_short(args, finished, exc, remove_throwaways(client_))
+        report = _cut_short(args.lesson, server_arg, client_arg, finished, exc, remove_throwaways(client_))
     if args.json:
         emit_json(report.as_dict())
     else:
-        print(table(("SCENARIO", "RESULT", "WHAT IT CHECKS"),
-                    [(s.scenario, s.verdict, s.shows) for s in report.scenarios]))
-        print("\n".join(report.lines()))
+        _print_report(report)
     return 0 if report.passed else 1
 
 
-def _cut_short(args, finished: list, exc, removed: int):
+def _print_report(report) -> None:
+    print(table(("SCENARIO", "RESULT", "WHAT IT CHECKS"),
+                [(s.scenario, s.verdict, s.shows) for s in report.scenarios]))
+    print("\n".join(report.lines()), flush=True)
+
+
+def _check_batch(args, topology: Topology, role: str, paths: list[str]) -> int:
+    """`check LESSON --server A.py B.py ...`: every program on one lesson instance, reset in between
+    (socketlab/runner.py, Batch); each report as a single check prints it, then a summary table."""
+    import time
+
+    from .deploy import DeadlineExceeded, deadline, remove_throwaways
+    from .engine import connect
+    from .runner import Checker, LessonReport, ScenarioReport, Submission
+    client_ = connect()
+    submissions = [Submission(**{role: Path(p).resolve()}, entry=args.entry) for p in paths]
+    checker = Checker(client_, topology, say, _instance().project)
+    reports: list[LessonReport] = []
+    started = time.monotonic()
+    batch = checker.batch(args.lesson, submissions, trace=args.trace)
+    finished: list = []    # the current program's scenarios that ended before a deadline cut it short
+
+    def progress(sc, rep) -> None:
+        finished.append(rep)
+        if not args.json:
+            say(f"  {rep.verdict.upper():<6}  {sc.name}  ({rep.seconds:.1f} s)")
+
+    try:
+        for i, path in enumerate(paths):
+            finished.clear()
+            if not args.json:
+                print(f"{'' if i == 0 else chr(10)}── {i + 1}/{len(paths)}  {path}", flush=True)
+            try:
+                # the wall-clock limit is each program's own; the first one's includes building the images
+                with deadline(args.timeout):
+                    batch.open()
+                    report = batch.grade(i, progress)
+            except DeadlineExceeded as exc:
+                report = _cut_short(args.lesson, *((path, None) if role == "server" else (None, path)), finished,
+                                    exc, remove_throwaways(client_))
+                batch.discard()
+            except LabError as exc:      # the lab failed, not the program: say so for this one and go on
+                if exc.exit_code == 130:
+                    raise
+                say(f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else ""))
+                report = LessonReport(args.lesson, *((str(submissions[i].server), "reference") if role == "server"
+                                                     else ("reference", str(submissions[i].client))),
+                                      [*finished, ScenarioReport("check", "the lab could grade this program", False,
+                                                                 f"the check itself failed: {exc.message}", 0.0,
+                                                                 fix=exc.fix)])
+            reports.append(report)
+            if not args.json:
+                _print_report(report)
+    finally:
+        batch.close()
+    if args.json:
+        emit_json([r.as_dict() for r in reports])
+    else:
+        print(f"\n{args.lesson}: {len(reports)} {role} programs graded on one lesson instance "
+              f"({time.monotonic() - started:.1f} s)")
+        print(table(("PROGRAM", "RESULT", "GRADED", "FAILED SCENARIOS"), batch_rows(paths, reports)))
+        failed = sum(not r.passed for r in reports)
+        print(f"{len(reports) - failed} passed, {failed} failed")
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def batch_rows(paths: list[str], reports) -> list[tuple[str, str, str, str]]:
+    """The summary table of a batch: program, PASSED/FAILED, graded scenarios passed/total, what failed."""
+    rows = []
+    for path, report in zip(paths, reports):
+        graded = report.required
+        failing = [s.scenario for s in graded if not s.passed]
+        rows.append((path, "PASSED" if report.passed else "FAILED", f"{sum(s.passed for s in graded)}/{len(graded)}",
+                     ", ".join(failing) or "-"))
+    return rows
+
+
+def _cut_short(lesson: str, server: str | None, client: str | None, finished: list, exc, removed: int):
     """The report of a check its wall-clock limit stopped: what finished, and why the rest did not."""
     from .runner import LessonReport, ScenarioReport
     say(f"stopped: {exc}; its containers were removed" + (f" ({removed} left over, now gone)" if removed else ""))
     stop = ScenarioReport("deadline", "the whole check finishes within its wall-clock limit", False, str(exc),
                           float(exc.seconds), fix="a program that never answers or never ends: make every recv and "
                           "loop finish (timeouts, EOF), or raise the limit with --timeout")
-    return LessonReport(args.lesson, args.server or "reference", args.client or "reference", [*finished, stop])
+    return LessonReport(lesson, server or "reference", client or "reference", [*finished, stop])
 
 
 def _interactive(container, argv: list[str], workdir: str | None) -> int:
@@ -490,16 +575,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("lesson")
     sp.add_argument("--only", nargs="*", help="run only these scenarios")
     sp = add("check", cmd_check, "grade the reference or your own server/client against the lesson's scenarios")
+    sp.description = (
+        "Grade the reference or your own server/client against the lesson's scenarios. Several programs "
+        "(--server A.py B.py C.py, or --server given again) are a batch: all are graded on one lesson "
+        "instance, every container created afresh for each program, so no program's result depends on "
+        "the one before; each report is printed as a single check prints it, then a summary table "
+        "(program, PASSED/FAILED, graded scenarios passed/total, the failing scenarios). A program that "
+        "cannot be read or started is reported for that program and the batch goes on.")
+    sp.epilog = ("exit status: 0 every program passed; 1 a program (any program of a batch) failed or ran out "
+                 "of its --timeout; 2 wrong arguments; 130 interrupted (Ctrl-C). "
+                 "--json: one program gives one object (lesson, server, client, passed, contract_version, "
+                 "scenarios); a batch gives a list of those objects, in the order the programs were given.")
     sp.add_argument("lesson")
-    sp.add_argument("--server", metavar="PATH", help="your server program (replaces the reference server)")
-    sp.add_argument("--client", metavar="PATH", help="your client program (replaces the reference client)")
+    sp.add_argument("--server", metavar="PATH", nargs="+", action="extend",
+                    help="your server program (replaces the reference server); several: a batch")
+    sp.add_argument("--client", metavar="PATH", nargs="+", action="extend",
+                    help="your client program (replaces the reference client); several: a batch")
     sp.add_argument("--trace", action="store_true", help="record socket calls and packets; attach the ladder "
                     "of every failing scenario to its report")
     sp.add_argument("--entry", metavar="FILE", help="when PATH is a folder: the file to run (default server.py "
-                    "or client.py)")
+                    "or client.py); in a batch, for every folder")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
-                    help="wall-clock limit for the whole check (default %(default)s s); then it stops and cleans up")
+                    help="wall-clock limit per program (default %(default)s s): its check stops, is reported as "
+                    "failed and cleaned up (a batch goes on with the next program)")
     from .trace.command import add_arguments, cmd_trace  # `trace` lives in socketlab/trace/
     add_arguments(add("trace", cmd_trace, "run a lesson's scenarios with the socket-call log and packet capture "
                       "on; print the ladder (calls and segments), write HTML and pcap"))

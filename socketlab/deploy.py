@@ -382,7 +382,8 @@ class LabManager:
 
     # -- up -----------------------------------------------------------------------------------
     def up(self, lesson: Lesson, image_id: str, overrides: dict[str, Override] | None = None,
-           wait: bool = True, timeout: float = 90) -> list[NodeStatus]:
+           wait: bool = True, timeout: float = 90, probe: bool = False) -> list[NodeStatus]:
+        """Start what is missing or changed and wait until healthy (``probe``: see ``wait_healthy``)."""
         overrides = overrides or {}
         try:
             net = self.ensure_network()
@@ -390,7 +391,7 @@ class LabManager:
             for spec in lesson.services:
                 started.append(self._ensure_container(spec, net, image_id, overrides.get(spec.role)))
             if wait:
-                self.wait_healthy(started, timeout)
+                self.wait_healthy(started, timeout, probe)
         except KeyboardInterrupt:
             self.say("interrupted: removing what this run started")
             self.down(lesson.id)
@@ -448,13 +449,23 @@ class LabManager:
             return None
         return ensure_workspace(self.instance.workspace, spec.lesson, str(spec.config.get("user", "1000:1000")))
 
-    def wait_healthy(self, containers: list[Container], timeout: float = 90) -> None:
+    def wait_healthy(self, containers: list[Container], timeout: float = 90, probe: bool = False) -> None:
+        """Wait until every container runs and its health check passes.
+
+        The engine runs a health check once per interval (1 s in compose.yaml), so a server that
+        listens after 0.2 s is seen healthy after a second. With ``probe`` the same check command is
+        also run here, through exec, between the engine's: the same verdict, up to an interval sooner
+        (``check`` of many programs starts one lesson instance per program).
+        """
         deadline = time.monotonic() + timeout
         pending = list(containers)
         while pending:
             for c in list(pending):
-                state = self.client.api.inspect_container(c.id)["State"]
+                attrs = self.client.api.inspect_container(c.id)
+                state = attrs["State"]
                 health = (state.get("Health") or {}).get("Status")
+                if probe and health == "starting" and state["Status"] == "running" and self._passes_check(c, attrs):
+                    health = "healthy"
                 if state["Status"] in ("exited", "dead"):
                     tail = c.logs(tail=8).decode("utf-8", "replace").strip()
                     raise LabError(f"{c.name} stopped (exit {state.get('ExitCode')}) while starting:\n{tail}",
@@ -470,7 +481,33 @@ class LabManager:
             if pending:
                 time.sleep(0.1)
 
+    def _passes_check(self, container: Container, attrs: dict) -> bool:
+        """Run the container's own health check command once (exec); True when it passes."""
+        test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        if test[:1] == ["CMD"]:
+            argv = test[1:]
+        elif test[:1] == ["CMD-SHELL"] and len(test) == 2:
+            argv = ["sh", "-c", test[1]]
+        else:
+            return False
+        try:
+            return container.exec_run(argv).exit_code == 0
+        except docker.errors.APIError:
+            return False     # stopped or gone meanwhile: the engine's state says which, next round
+
     # -- down ---------------------------------------------------------------------------------
+    def remove_containers(self, lesson: str) -> int:
+        """Remove the lesson's containers and keep the network: with them go every process they ran
+        (the whole pid namespace), their tmpfs files and their network namespaces (sockets, TIME_WAIT)."""
+        removed = 0
+        for c in self.client.containers.list(all=True, filters=self._filter(lesson)):
+            try:
+                c.remove(force=True, v=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        return removed
+
     def down(self, lesson: str | None = None) -> int:
         """Remove the lesson's containers (all lessons when None); the network once nothing uses it.
 

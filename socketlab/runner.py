@@ -181,24 +181,35 @@ def student_files(role: str, path: Path, entry: str | None) -> tuple[dict[str, b
     return files, f"{role}/{Path(entry).as_posix()}"
 
 
-def student_overlay(builder: ImageBuilder, lesson: Lesson, server: Path | None, client: Path | None,
-                    entry: str | None = None) -> tuple[str | None, list[str] | None, list[str] | None]:
-    """Bake the student's files into an overlay image; return (image, server_cmd, client_cmd)."""
+ProgramFiles = dict[str, tuple[dict[str, bytes], str]]   # role -> (overlay files, entry path), no prefix yet
+
+
+def role_files(server: Path | None, client: Path | None, entry: str | None) -> ProgramFiles:
+    """One submission's programs, read from disk (a LabError when one cannot be read)."""
+    return {role: student_files(role, path, entry) for role, path in (("server", server), ("client", client))
+            if path is not None}
+
+
+def batch_overlay(builder: ImageBuilder, lesson: Lesson, programs: list[tuple[str, ProgramFiles]]
+                  ) -> tuple[str | None, list[tuple[list[str] | None, list[str] | None]]]:
+    """One overlay image holding every submission's files, each under its own prefix below
+    /lab/student/ (``""`` for a single check: /lab/student/server/...); one build for all of them.
+    Returns the image (None when nothing is the student's) and each submission's (server_cmd, client_cmd)."""
     files: dict[str, bytes] = {}
-    commands: dict[str, list[str]] = {}
-    for role, path in (("server", server), ("client", client)):
-        if path is None:
-            continue
-        role_files, entry_path = student_files(role, path, entry)
-        files |= role_files
-        commands[role] = ["python3", f"{STUDENT_DIR}/{entry_path}"]
+    commands = []
+    for prefix, program in programs:
+        cmds: dict[str, list[str]] = {}
+        for role, (role_files_, entry_path) in program.items():
+            files |= {prefix + name: data for name, data in role_files_.items()}
+            cmds[role] = ["python3", f"{STUDENT_DIR}/{prefix}{entry_path}"]
+        commands.append((cmds.get("server"), cmds.get("client")))
     if not files:
-        return None, None, None
+        return None, commands
     digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(files.items()))).hexdigest()[:12]
     # one tag per check: checks of the same files may run side by side, and each removes its own
     tag = f"socketlab/check-{lesson.id}:{digest}-{uuid.uuid4().hex[:6]}"
     builder.build_overlay(tag, files, owner="check")
-    return tag, commands.get("server"), commands.get("client")
+    return tag, commands
 
 
 def listens_reachably(lesson: Lesson, server: Node) -> bool:
@@ -230,6 +241,25 @@ def start_failure(lesson: Lesson, message: str, server: Node | None, port: int,
                           facts, 0.0, fix=fix)
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One thing to grade: a student's server and/or client (None: the lesson's reference), a file
+    or a folder (``entry``: the file to run in a folder); ``only`` limits it to these scenarios."""
+
+    server: Path | None = None
+    client: Path | None = None
+    entry: str | None = None
+    only: tuple[str, ...] | None = None
+
+
+def unreadable_report(lesson: Lesson, submission: Submission, error: LabError) -> LessonReport:
+    """A program that could not even be read (no such file, a folder without its entry point)."""
+    report = ScenarioReport("start", "the program can be read and started", False, error.message, 0.0,
+                            fix=error.fix)
+    return LessonReport(lesson.id, str(submission.server or "reference"), str(submission.client or "reference"),
+                        [report])
+
+
 class Checker:
     """`lab.py check`: a throw-away lesson instance, the scenarios, a report, then clean-up."""
 
@@ -243,69 +273,24 @@ class Checker:
     def check(self, lesson_id: str, server: Path | None = None, client: Path | None = None,
               on_result: Callable[[Scenario, ScenarioReport], None] | None = None,
               entry: str | None = None, only: list[str] | None = None, trace: bool = False) -> LessonReport:
+        """One program (or the reference): a batch of one; a program that cannot be read is a LabError."""
+        submission = Submission(server, client, entry, tuple(only) if only is not None else None)
+        with self.batch(lesson_id, [submission], trace=trace) as batch:
+            batch.open()
+            if 0 in batch.unreadable:
+                raise batch.unreadable[0]
+            return batch.grade(0, on_result)
+
+    def batch(self, lesson_id: str, submissions: list[Submission], trace: bool = False) -> Batch:
+        """Many programs graded on one lesson instance (``check LESSON --server A.py B.py ...``)."""
         lesson = self.topology.lesson(lesson_id)
         contract = contract_of(lesson.id)
-        for role, path in (("server", server), ("client", client)):
-            if path is not None and contract.role(role) is None:
+        for role in ("server", "client"):
+            if any(getattr(s, role) is not None for s in submissions) and contract.role(role) is None:
                 graded = " and ".join(f"--{r.role}" for r in contract.roles)
                 raise LabError(f"lesson {lesson.id} does not grade a {role}: its contract covers {graded}",
                                f"python lab.py check {lesson.id} {graded.split(' and ')[0]} my_program.py")
-        builder = ImageBuilder(self.client, self.say)
-        image_id = builder.ensure_all()
-        try:
-            overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
-        except LabError as exc:
-            if "parent" not in exc.message:
-                raise
-            # the lessons image was rebuilt under us (a lesson file changed meanwhile): once more, on the new one
-            image_id = builder.ensure_all()
-            overlay, server_cmd, client_cmd = student_overlay(builder, lesson, server, client, entry)
-        manager = LabManager(self.client, self.topology, Instance.throwaway("check", self.project))
-        overrides = {}
-        if overlay:
-            overrides = {s.role: Override(image=overlay) for s in lesson.services}
-            if server_cmd:
-                command = lesson.service("server").command or []
-                overrides["server"] = Override(image=overlay,
-                                               command=server_cmd + command[len(lesson.server_program):])
-        if trace:
-            from .trace.session import traced_overrides
-            overrides = traced_overrides(lesson, overrides)
-        try:
-            try:
-                # a student's server that never listens is a failed check, said in seconds, not a crash
-                manager.up(lesson, image_id, overrides, timeout=START_TIMEOUT if server_cmd else 90)
-                started = None
-            except LabError as exc:
-                node = nodes_of(manager, lesson).get("server")
-                started = exc
-                if node is not None and listens_reachably(lesson, node):
-                    # it listens; on a busy machine the engine's health checks are just slow: wait for them
-                    try:
-                        manager.wait_healthy(list(manager.containers(lesson.id).values()), timeout=START_GRACE)
-                        started = None
-                    except LabError as late:
-                        started = late
-                if started is not None:
-                    started_as = (overrides.get("server").command if "server" in overrides
-                                  else lesson.service("server").command) or []
-                    reports = [start_failure(lesson, started.message, node, lesson.ports.get("server", 0),
-                                             [a.replace(STUDENT_DIR + "/server/", "") for a in started_as])]
-            if started is None:
-                run = lesson_run(lesson, nodes_of(manager, lesson), server_cmd, client_cmd)
-                scenarios = select(for_lesson(lesson.id), server is not None, client is not None)
-                if only:
-                    scenarios = [s for s in scenarios if s.name in only]
-                reports = (self._traced(builder, manager, lesson, scenarios, server_cmd, client_cmd, on_result)
-                           if trace else run_scenarios(run, scenarios, on_result))
-        finally:
-            manager.down()
-            if overlay:
-                try:
-                    self.client.images.remove(overlay, force=True)
-                except docker.errors.APIError:
-                    pass
-        return LessonReport(lesson.id, str(server or "reference"), str(client or "reference"), reports)
+        return Batch(self, lesson, submissions, trace)
 
     def _traced(self, builder: ImageBuilder, manager: LabManager, lesson: Lesson, scenarios: list[Scenario],
                 server_cmd: list[str] | None, client_cmd: list[str] | None,
@@ -327,3 +312,163 @@ class Checker:
                 on_result(sc, report)
         return reports
 
+
+
+class Batch:
+    """Many programs of one lesson graded one after another on one lesson instance.
+
+    What the programs share costs seconds each time and holds nothing of theirs: the lab's images,
+    ONE overlay image with every program's files (each under /lab/student/<n>/; one build for all),
+    and the instance's internal network. Before each program every container of the lesson is
+    removed and created afresh from that image (``LabManager.remove_containers``), so nothing the
+    previous program or its scenarios did can reach the next:
+
+    * processes: a container's pid namespace dies with it, a daemon that escaped its process group
+      included;
+    * files: the root is read-only, what is written goes to tmpfs (``/tmp``, ftp's ``/srv/ftp``
+      with the users' homes and ``.part`` files) and starts empty in the new container;
+    * sockets and kernel state: each container has its own network namespace, so ports, TIME_WAIT
+      and half-closed connections go with it (``restart-same-port`` and ``restart-after-quit``
+      meet a fresh kernel table);
+    * the reference programs too (the udp relay's per-flow loss, the ftp server's state): the whole
+      lesson starts again, not only the program under test.
+
+    Removing and creating two containers costs about 0.6 s (measured; a ``docker restart`` costs as
+    much and cannot change the program); the fresh server's health check is probed by exec rather
+    than waited for (``wait_healthy(probe=True)``). A program stopped in the middle (its deadline,
+    an engine error) takes the whole instance with it (``discard``): the next one gets a new network.
+    """
+
+    def __init__(self, checker: Checker, lesson: Lesson, submissions: list[Submission], trace: bool = False) -> None:
+        self.checker = checker
+        self.lesson = lesson
+        self.submissions = list(submissions)
+        self.trace = trace
+        self.builder = ImageBuilder(checker.client, checker.say)
+        self.image_id: str | None = None
+        self.overlay: str | None = None
+        self.commands: list[tuple[list[str] | None, list[str] | None]] = []
+        self.unreadable: dict[int, LabError] = {}     # index -> why that program could not be read
+        self.manager: LabManager | None = None
+        self.opened = False
+
+    # -- the shared part ------------------------------------------------------------------------
+    def open(self) -> None:
+        """Images, every program's files in one overlay (idempotent: a batch opens once)."""
+        if self.opened:
+            return
+        self.image_id = self.builder.ensure_all()
+        programs: list[tuple[str, ProgramFiles]] = []
+        for i, sub in enumerate(self.submissions):
+            try:
+                files = role_files(sub.server, sub.client, sub.entry)
+            except LabError as exc:
+                self.unreadable[i] = exc
+                files = {}
+            programs.append((self.prefix(i), files))
+        try:
+            self.overlay, self.commands = batch_overlay(self.builder, self.lesson, programs)
+        except LabError as exc:
+            if "parent" not in exc.message:
+                raise
+            # the lessons image was rebuilt under us (a lesson file changed meanwhile): once more, on the new one
+            self.image_id = self.builder.ensure_all()
+            self.overlay, self.commands = batch_overlay(self.builder, self.lesson, programs)
+        self.opened = True
+
+    def prefix(self, index: int) -> str:
+        """Where a program's files are below /lab/student/: a single check's right there, as ever."""
+        return "" if len(self.submissions) == 1 else f"{index + 1}/"
+
+    def close(self) -> None:
+        """Remove the instance and the overlay image (idempotent)."""
+        self.discard()
+        if self.overlay:
+            try:
+                self.checker.client.images.remove(self.overlay, force=True)
+            except docker.errors.APIError:
+                pass
+            self.overlay = None
+
+    def discard(self) -> int:
+        """Remove the lesson instance now (containers and network); the next program gets a new one."""
+        manager, self.manager = self.manager, None
+        return manager.down() if manager is not None else 0
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- one program ----------------------------------------------------------------------------
+    def _fresh_instance(self) -> LabManager:
+        """The lesson's instance with none of the previous program's containers left."""
+        if self.manager is None:
+            self.manager = LabManager(self.checker.client, self.checker.topology,
+                                      Instance.throwaway("check", self.checker.project))
+        else:
+            self.manager.remove_containers(self.lesson.id)
+        return self.manager
+
+    def grade(self, index: int, on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> LessonReport:
+        """Grade the index-th submission on a fresh set of the lesson's containers."""
+        self.open()
+        sub = self.submissions[index]
+        if index in self.unreadable:
+            return unreadable_report(self.lesson, sub, self.unreadable[index])
+        try:
+            return self._grade(sub, *self.commands[index], f"{STUDENT_DIR}/{self.prefix(index)}server/", on_result)
+        except BaseException:
+            self.discard()      # stopped half-way (a deadline, Ctrl-C, an engine error): nothing of it is reused
+            raise
+        finally:
+            if len(self.submissions) == 1:
+                self.discard()  # a single check removes its instance as soon as it is graded
+
+    def _grade(self, sub: Submission, server_cmd: list[str] | None, client_cmd: list[str] | None, student_dir: str,
+               on_result: Callable[[Scenario, ScenarioReport], None] | None) -> LessonReport:
+        lesson = self.lesson
+        overrides = {}
+        if self.overlay:
+            overrides = {s.role: Override(image=self.overlay) for s in lesson.services}
+            if server_cmd:
+                command = lesson.service("server").command or []
+                overrides["server"] = Override(image=self.overlay,
+                                               command=server_cmd + command[len(lesson.server_program):])
+        if self.trace:
+            from .trace.session import traced_overrides
+            overrides = traced_overrides(lesson, overrides)
+        manager = self._fresh_instance()
+        probe = len(self.submissions) > 1     # a single check waits for the engine's own health checks, as ever
+        try:
+            # a student's server that never listens is a failed check, said in seconds, not a crash
+            manager.up(lesson, self.image_id, overrides, timeout=START_TIMEOUT if server_cmd else 90, probe=probe)
+            started = None
+        except LabError as exc:
+            if exc.exit_code == 130:
+                raise           # interrupted (Ctrl-C while starting): not the program's failure
+            node = nodes_of(manager, lesson).get("server")
+            started = exc
+            if node is not None and listens_reachably(lesson, node):
+                # it listens; on a busy machine the engine's health checks are just slow: wait for them
+                try:
+                    manager.wait_healthy(list(manager.containers(lesson.id).values()), timeout=START_GRACE,
+                                         probe=probe)
+                    started = None
+                except LabError as late:
+                    started = late
+            if started is not None:
+                started_as = (overrides.get("server").command if "server" in overrides
+                              else lesson.service("server").command) or []
+                reports = [start_failure(lesson, started.message, node, lesson.ports.get("server", 0),
+                                         [a.replace(student_dir, "") for a in started_as])]
+        if started is None:
+            run = lesson_run(lesson, nodes_of(manager, lesson), server_cmd, client_cmd)
+            scenarios = select(for_lesson(lesson.id), sub.server is not None, sub.client is not None)
+            if sub.only is not None:
+                scenarios = [s for s in scenarios if s.name in sub.only]
+            reports = (self.checker._traced(self.builder, manager, lesson, scenarios, server_cmd, client_cmd,
+                                            on_result)
+                       if self.trace else run_scenarios(run, scenarios, on_result))
+        return LessonReport(lesson.id, str(sub.server or "reference"), str(sub.client or "reference"), reports)
