@@ -7,8 +7,11 @@
   the mistakes students really make, each one change away from a correct program) must fail, in
   the scenario that is about that mistake, with an explanation that names it.
 
-The checks are independent throw-away lesson instances, so they run side by side (a small thread
-pool) once per session; the tests below assert on the collected reports.
+Each (lesson, role) group is graded as one batch, as a teacher grades a class (`lab.py check LESSON
+--server A.py B.py ...`): one lesson instance, every container created afresh for each program.
+Batches of different lessons run side by side (a small thread pool) once per session; the tests
+below assert on the collected reports. Hostile programs (tests/isolation/) are graded right before
+a positive control in the same batch: that control must still pass.
 """
 from __future__ import annotations
 
@@ -18,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-# the first test's setup grades every control (about 50 checks side by side): more than the suite's
+# the first test's setup grades every control (about 60 programs in 10 batches): more than the suite's
 # default 300 s per test on two cores
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 TESTS = Path(__file__).resolve().parents[1]
-PARALLEL = 4
+PARALLEL = 3     # batches side by side
 
 
 @dataclass(frozen=True)
@@ -96,29 +99,99 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
      ("a frame arrived in pieces", "your client read", "recv_exact")),
 ]]
 
+ISOLATION = TESTS / "isolation"
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A program that leaves a mess for the next one, graded right before ``precedes`` in its batch."""
+
+    control: Control
+    precedes: Control
+    evidence: str            # what its own report says, proving the mess was there while it was graded
+
+    @property
+    def id(self) -> str:
+        return self.control.id
+
+
+def _student(lesson: str, name: str) -> Control:
+    return next(c for c in STUDENTS if c.lesson == lesson and c.path.name == name)
+
+
+HOSTILE = [
+    # a daemon out of the program's process group, deaf to SIGTERM, on every spare port
+    Hostile(Control("loops", "server", ISOLATION / "loops_leaves_a_daemon.py", None, "restart-after-quit"),
+            _student("loops", "server_iterative.py"), "no free port on the server machine"),
+    # most of alice's quota filled with junk, .part files in alice's and bob's homes
+    Hostile(Control("ftp", "server", ISOLATION / "ftp_server_leaves_junk.py", None, "put-get-checksum"),
+            _student("ftp", "server_compact.py"), "9500000 bytes used"),
+]
+
 ALL = STUDENTS + NEGATIVE + MISTAKES
 
 
+@dataclass
+class Graded:
+    reports: dict            # control id -> LessonReport, or the exception its grading raised
+    batches: dict            # (lesson, role) -> the control ids in the order that batch graded them
+
+
+def batches_of(controls: list[Control]) -> dict[tuple[str, str], list[Control]]:
+    """One batch per (lesson, role); each hostile program right before the control it precedes."""
+    groups: dict[tuple[str, str], list[Control]] = {}
+    for c in controls:
+        groups.setdefault((c.lesson, c.role), []).append(c)
+    for h in HOSTILE:
+        group = groups.get((h.control.lesson, h.control.role), [])
+        if h.control in group and h.precedes in group:
+            group.remove(h.control)
+            group.insert(group.index(h.precedes), h.control)
+    return groups
+
+
+def grade_batch(checker, controls: list[Control]) -> dict:
+    from socketlab.runner import Submission
+    # a negative control only needs the scenario it must fail; a positive one, every scenario
+    submissions = [Submission(**{c.role: c.path}, entry=c.entry, only=(c.must_fail,) if c.must_fail else None)
+                   for c in controls]
+    results: dict = {}
+    try:
+        with checker.batch(controls[0].lesson, submissions) as batch:
+            for i, c in enumerate(controls):
+                try:
+                    results[c.id] = batch.grade(i)
+                except Exception as exc:    # one broken check must not hide the others' results
+                    results[c.id] = exc
+    except Exception as exc:                # the batch itself could not be set up (or torn down)
+        for c in controls:
+            results.setdefault(c.id, exc)
+    return results
+
+
 @pytest.fixture(scope="module")
-def reports(request, docker_client, lab_image, topology):
+def graded(request, docker_client, lab_image, topology) -> Graded:
     from socketlab.runner import Checker
     from tests.conftest import RUN_ID
     checker = Checker(docker_client, topology, say=lambda _: None, project=RUN_ID)
-
-    def grade(control: Control):
-        # a negative control only needs the scenario it must fail; a positive one, every scenario
-        only = [control.must_fail] if control.must_fail else None
-        try:
-            return checker.check(control.lesson, **{control.role: control.path}, entry=control.entry, only=only)
-        except Exception as exc:    # one broken check must not hide the others' results
-            return exc
-
     # grade only the controls whose tests were selected (`-k ftp` grades the ftp controls only)
     wanted = {item.callspec.params["control"].id for item in request.session.items
               if hasattr(item, "callspec") and "control" in item.callspec.params}
-    chosen = [c for c in ALL if c.id in wanted]
+    wanted |= {h.precedes.id for h in HOSTILE if h.id in wanted}
+    chosen = [c for c in ALL + [h.control for h in HOSTILE] if c.id in wanted]
+    groups = batches_of(chosen)
+    # the longest batches first (ftp's scenarios take the longest), so the pool ends together
+    order = sorted(groups, key=lambda key: (key[0] != "ftp", -len(groups[key])))
+    reports: dict = {}
     with ThreadPoolExecutor(PARALLEL) as pool:
-        return dict(zip([c.id for c in chosen], pool.map(grade, chosen)))
+        for result in pool.map(lambda key: grade_batch(checker, groups[key]), order):
+            reports |= result
+    return Graded(reports, {key: [c.id for c in groups[key]] for key in groups})
+
+
+@pytest.fixture(scope="module")
+def reports(graded) -> dict:
+    return graded.reports
 
 
 def report_of(reports: dict, control: Control):
@@ -147,6 +220,27 @@ def test_a_wrong_program_fails_with_an_explanation_that_names_the_mistake(report
     explanation = failed[control.must_fail]
     for word in control.names:
         assert word in explanation, explanation
+
+
+@pytest.mark.parametrize("control", [h.control for h in HOSTILE], ids=[h.id for h in HOSTILE])
+def test_a_hostile_program_leaves_nothing_for_the_next_one_in_its_batch(graded, control):
+    """Batch grading resets between programs: what a hostile program left behind (a daemon on the
+    ports, junk in the ftp homes) was there while it was graded, and is gone for the next one."""
+    hostile = next(h for h in HOSTILE if h.control == control)
+    order = graded.batches[control.lesson, control.role]
+    assert order[order.index(hostile.id) + 1] == hostile.precedes.id, order
+    mess = report_of(graded.reports, control)
+    assert not mess.passed
+    failed = dict(failures(mess))
+    assert control.must_fail in failed, [(s.scenario, s.passed, s.summary) for s in mess.scenarios]
+    assert hostile.evidence in failed[control.must_fail], failed[control.must_fail]
+    after = report_of(graded.reports, hostile.precedes)
+    assert after.passed, failures(after)
+    from socketlab.runner import select
+    from socketlab.scenarios import for_lesson
+    every = select(for_lesson(control.lesson), control.role == "server", control.role == "client")
+    # graded in full: the scenario the hostile program failed, and every other one
+    assert [s.scenario for s in after.scenarios] == [s.name for s in every]
 
 
 def test_every_gradable_role_has_three_independent_positive_controls(topology):
