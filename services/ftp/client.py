@@ -386,7 +386,8 @@ class FtpClient:
     def _stream_file(self, f, size: int, accepted: Reply, algo: str, progress: Progress | None,
                      cut_after: int | None, on_accept: Callable[[Reply], None] | None) -> str:
         """Protocol 2's one pass: each 1 MiB of the file (mapped, not copied) is hashed on a second
-        thread while this one sends it (hashlib and sendall release the GIL: two cores work).
+        thread while this one sends it with sendfile (hashlib and sendfile release the GIL: two
+        cores work).
         A resume first hashes the bytes the server has and compares with its part_digest; if the
         part is not the start of our file, we send everything from 0. Returns the digest."""
         offset = accepted.get_int("offset", high=size)
@@ -409,7 +410,7 @@ class FtpClient:
             for start in range(offset, offset + count, STREAM_CHUNK):
                 chunk = view[start:min(offset + count, start + STREAM_CHUNK)]
                 hashing.append((self.hash_thread.submit(hasher.update, chunk), chunk))
-                self.sock.sendall(chunk)
+                self._send_exactly(f, start, len(chunk))
                 while len(hashing) > 1:          # the hash may lag one chunk behind the socket
                     _wait_and_release(*hashing.popleft())
                 if progress:
@@ -422,6 +423,12 @@ class FtpClient:
         digest = hasher.hexdigest()
         self.send(Trailer(digest))
         return digest
+
+    def _send_exactly(self, f, offset: int, count: int) -> None:
+        """``count`` bytes of the file from ``offset``, by sendfile: the kernel copies them from
+        the page cache to the socket (the hash thread reads the same pages through the map)."""
+        if self.sock.sendfile(f, offset, count) != count:
+            raise ConnectionError("sendfile sent less than asked: the file shrank while it was sent?")
 
     def _send_file(self, f, offset: int, count: int, size: int, progress: Progress | None) -> int:
         """socket.sendfile in slices of a few MiB, so the progress bar can move."""

@@ -34,9 +34,9 @@ How it is built (read top to bottom):
   average ``min_body_rate`` bytes/s over every ``rate_window`` (a trickle is cut too). Each ends
   with a 421 and a clean close. Password guessing across sessions is slowed down per account
   and per address by ftp/throttle.py.
-* **Streaming, O(1) memory**: an upload is read with ``recv_into`` into one reused 256 KiB
-  buffer and written with ``os.write`` as it comes, while a second thread hashes what was
-  written (ftp/storage.py PartHasher: two cores, the GIL released by both); a download goes out
+* **Streaming, O(1) memory**: an upload is read with ``recv_into`` into four reused 256 KiB
+  buffers in turn and written with ``os.write`` as it comes, while a second thread hashes the
+  same buffers (ftp/storage.py PartHasher: two cores, the GIL released by both); a download goes out
   with ``socket.sendfile`` (the kernel copies file → socket; no Python loop, no buffer).
 * **Protocol 2's trailer**: a ``put`` with ``"trailer": true`` carries no digest; the digest
   comes in a ``trailer`` frame right after the body, and the 226 (or 451) answers both, so a
@@ -371,8 +371,12 @@ class Session:
         return deadline, why
 
     def receive_buffer(self) -> memoryview:
-        """The 256 KiB bulk buffer while a body streams in, the small one between requests."""
+        """While a body streams in: a 256 KiB buffer lent by the upload's hash thread (it hashes
+        the bytes straight from there), else our own bulk buffer; the small one between requests."""
         if self.conn.in_body:
+            hasher = self.upload.hasher if self.upload is not None else None
+            if hasher is not None and hasher.lends_buffers:
+                return hasher.buffer()
             if self.bulk is None:
                 self.bulk = memoryview(bytearray(CHUNK_SIZE))
             return self.bulk

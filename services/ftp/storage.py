@@ -14,10 +14,11 @@ An upload never appears under its final name until it is complete and verified:
 * A client that disappears leaves the ``.part`` behind, fsync'ed: a later put of the *same*
   file (same size and digest, says the sidecar) continues at the part's length. A put of a
   different file under that name starts again from 0.
-* The digest is computed on a second thread (PartHasher) that reads back what the session
-  has just written to the part, while the session receives the next bytes: receiving + writing
-  and hashing run on two cores (hashlib and os.pread release the GIL). It hashes the part as it
-  is on the disk, so it verifies what was written, not just what arrived.
+* The digest is computed on a second thread (PartHasher) from the very buffers the session
+  received the bytes into and wrote to the part (os.write writes all of them or raises), while
+  the session receives the next bytes: receiving + writing and hashing run on two cores
+  (hashlib and the socket release the GIL). A resumed part's older bytes are read back and
+  hashed first.
 
 Quota: a user's usage is every byte under their home, ``.part`` files (and sidecars) included,
 plus what their uploads in progress still announced they will send. The check and the
@@ -39,12 +40,13 @@ import os
 import queue
 import stat
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from ftp.oserrors import StorageError, path_operation
 from ftp.paths import Home, Resolved, is_internal_name
 from ftp.protocol import (
+    CHUNK_SIZE,
     DEFAULT_MAX_ENTRIES,
     PART_SUFFIX,
     SIDECAR_SUFFIX,
@@ -55,8 +57,9 @@ from ftp.protocol import (
 __all__ = ["StorageError", "Storage", "Upload", "UserSpace", "part_paths", "home_usage", "disk_usage",
            "open_regular"]
 
-READ_CHUNK = 1024 * 1024
-FLUSH_EVERY = 16 * 1024 * 1024    # the hash thread fdatasyncs the part after every 16 MiB it hashed
+READ_CHUNK = 1024 * 1024          # reading back a resumed part's old bytes, hashing a file for a get
+FLUSH_EVERY = 4 * 1024 * 1024     # the hash thread starts the disk on every 4 MiB it hashed
+FDATASYNC_EVERY = 16 * 1024 * 1024   # without sync_file_range: fdatasync (which waits) every 16 MiB
 HASH_IN_BACKGROUND = 256 * 1024   # smaller bodies are hashed in the session's thread (a thread costs more)
 
 
@@ -132,9 +135,8 @@ def hash_fd(fd: int, algo: str, length: int | None = None) -> hashlib._Hash:
 
 class HashThreads:
     """The threads that run PartHashers: started when every one is busy, then kept for the
-    server's life (like the session pool), each with its own 1 MiB read buffer, so a thousand
-    small uploads neither start a thousand threads nor allocate a thousand buffers. There are
-    never more than the uploads in progress at once."""
+    server's life (like the session pool), so a thousand small uploads do not start a thousand
+    threads. There are never more than the uploads in progress at once."""
 
     def __init__(self) -> None:
         self._jobs: queue.Queue = queue.Queue()
@@ -143,7 +145,7 @@ class HashThreads:
         self.started = 0
 
     def run(self, job, done: threading.Event) -> None:
-        """Run ``job(buffer)`` on a free thread; ``done`` is set once the thread is free again."""
+        """Run ``job()`` on a free thread; ``done`` is set once the thread is free again."""
         with self._lock:
             if self._idle:
                 self._idle -= 1
@@ -153,58 +155,112 @@ class HashThreads:
         self._jobs.put((job, done))
 
     def _loop(self) -> None:
-        buffer = memoryview(bytearray(READ_CHUNK))
         while True:
             job, done = self._jobs.get()
             try:
-                job(buffer)
+                job()
             finally:
                 with self._lock:
                     self._idle += 1     # free before `done`: the next upload reuses this thread
                 done.set()
 
 
+def _sync_file_range():
+    """libc's sync_file_range (Linux): start writing a range of a file to the disk and return
+    at once. None where it does not exist (then the hash thread fdatasyncs now and then)."""
+    try:
+        import ctypes
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, ImportError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+SYNC_FILE_RANGE = _sync_file_range()
+SYNC_FILE_RANGE_WRITE = 2
+
+
 class PartHasher:
     """The digest of a part file, computed while it is being written.
 
-        session thread:  recv_into ─► os.write(part) ─► advance(position)
-                                                            │ (Condition)
-        hash thread:                     os.preadv(part) ◄──┘ ─► hasher.update ─► ... finish()
+        session thread:  recv_into(lent buffer) ─► os.write(part) ─► advance(position, bytes)
+                                                                          │ (queue, Condition)
+        hash thread:            hasher.update(the same bytes) ◄──────────┘ ─► buffer given back
 
-    The writer tells how far the file is written; the hash thread reads that much back (from
-    the page cache) and hashes it, up to 1 MiB at a time, while the writer is already receiving
-    the next bytes. ``start``/``hasher``: the bytes before ``start`` are already hashed into
-    ``hasher`` (a resume whose prefix was hashed for the 350), else hashing starts at byte 0, so
-    a resumed part's old bytes are hashed while the new ones arrive. Small bodies are hashed
-    inline (``threads=None``): handing them to a thread would cost more than it saves.
+    The session receives into one of ``RING`` buffers it borrows from the hasher (``buffer()``),
+    writes the bytes to the part and hands the same bytes to the hash thread, which hashes them
+    and gives the buffer back, while the session already receives into the next one: receiving
+    + writing and hashing run on two cores (hashlib and the socket release the GIL), and no byte
+    is copied or read back. The hash thread also starts the disk on what it has hashed
+    (sync_file_range, which does not wait), so the fsync before the rename finds little to do.
+
+    ``start``/``hasher``: the bytes before ``start`` are already hashed into ``hasher`` (a resume
+    whose prefix was hashed for the 350); else a resumed part's old bytes are read back and
+    hashed first, while the new ones arrive. Small bodies are hashed inline (``threads=None``):
+    handing them to a thread would cost more than it saves.
     """
+
+    RING = 4
 
     def __init__(self, path: str, algo: str, *, start: int = 0, hasher=None, ready: int = 0,
                  threads: HashThreads | None = None) -> None:
         self.fd = open_regular(path, os.O_RDONLY)
         self.hasher = hasher if hasher is not None else hashlib.new(algo)
         self.hashed = start if hasher is not None else 0
-        self.ready = ready               # bytes of the file that are written and may be hashed
+        self._old = ready                # bytes already in the part: read back, hashed first
+        self.ready = ready               # bytes of the file that are written
         self._writing = True
         self._stopped = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
-        self._flushed = 0                           # bytes known to be on the disk (fdatasync)
-        self._buffer: memoryview | None = None      # inline: made on first use; else the thread's
+        self._flushed = 0                # bytes the disk was told to write (or fdatasync'ed)
+        self._pending: deque = deque()   # bytes to hash, in file order; an int gives a buffer back
+        self._ring: list[memoryview] = []
+        self._free: list[int] = []
+        self._lent: int | None = None    # the ring buffer the session receives into now
         self._finished = threading.Event() if threads is not None else None
         if threads is not None:
+            self._ring = [memoryview(bytearray(CHUNK_SIZE)) for _ in range(self.RING)]
+            self._free = list(range(self.RING))
             threads.run(self._run, self._finished)
 
-    def advance(self, position: int) -> None:
-        """The writer has written the file up to ``position``."""
+    @property
+    def lends_buffers(self) -> bool:
+        return self._finished is not None
+
+    def buffer(self) -> memoryview:
+        """A buffer to receive the next bytes into; the one lent before goes back to the hash
+        thread's queue (it is free again once its bytes are hashed). Waits while all are busy."""
+        with self._cond:
+            if self._lent is not None:
+                self._pending.append(self._lent)
+                self._lent = None
+                self._cond.notify()
+            while not self._free and not self._finished.is_set():
+                self._cond.wait()
+            if not self._free:          # the hash thread failed: finish() reports why
+                return memoryview(bytearray(CHUNK_SIZE))
+            self._lent = self._free.pop()
+            return self._ring[self._lent]
+
+    def advance(self, position: int, data: bytes | memoryview) -> None:
+        """The writer has written ``data``, and the file now ends at ``position``."""
         if self._finished is None:
-            self.ready = position
-            self._hash_up_to(position)
+            self._hash_old()
+            self.hasher.update(data)
+            self.hashed = self.ready = position
             return
+        if isinstance(data, memoryview) and not self._owns(data):
+            data = bytes(data)          # someone else's buffer may change before it is hashed
         with self._cond:
             self.ready = position
-            if position - self.hashed >= READ_CHUNK:
-                self._cond.notify()
+            self._pending.append(data)
+            self._cond.notify()
+
+    def _owns(self, view: memoryview) -> bool:
+        return any(view.obj is buffer.obj for buffer in self._ring)
 
     def finish(self) -> str:
         """All bytes are written: hash the rest and return the hex digest."""
@@ -214,7 +270,7 @@ class PartHasher:
                 self._cond.notify()
             self._finished.wait()
         else:
-            self._hash_up_to(self.ready)
+            self._hash_old()
         self._close()
         if self._error is not None:
             raise self._error
@@ -234,38 +290,54 @@ class PartHasher:
             os.close(self.fd)
             self.fd = -1
 
-    def _run(self, buffer: memoryview) -> None:
-        self._buffer = buffer
+    def _run(self) -> None:
         try:
+            self._hash_old()
             while True:
                 with self._cond:
-                    while not self._stopped and self._writing and self.ready - self.hashed < READ_CHUNK:
+                    while not self._stopped and self._writing and not self._pending:
                         self._cond.wait()
-                    if self._stopped:
+                    if self._stopped or not self._pending:
                         return
-                    limit, last = self.ready, not self._writing
-                self._hash_up_to(limit)
-                if last:
-                    return
+                    item = self._pending.popleft()
+                if isinstance(item, int):
+                    with self._cond:
+                        self._free.append(item)
+                        self._cond.notify()
+                    continue
+                self.hasher.update(item)
+                self.hashed += len(item)
                 if self.hashed - self._flushed >= FLUSH_EVERY:
-                    # Start the disk early: what is hashed goes to the disk now, while the next
-                    # bytes arrive, so the fsync before the rename has only the tail left to write
-                    # (one fsync of the whole file at the end would leave the network idle).
-                    os.fdatasync(self.fd)
-                    self._flushed = self.hashed
+                    self._start_disk()
         except BaseException as exc:   # noqa: BLE001 - reported by finish() in the session's thread
             self._error = exc
         finally:
-            self._buffer = None
+            with self._cond:
+                self._stopped = True       # buffer() no longer waits for us
+                self._cond.notify_all()
 
-    def _hash_up_to(self, limit: int) -> None:
-        if self._buffer is None:
-            self._buffer = memoryview(bytearray(min(READ_CHUNK, max(1, limit - self.hashed))))
-        while self.hashed < limit and not self._stopped:
-            view = self._buffer[:min(len(self._buffer), limit - self.hashed)]
+    def _start_disk(self) -> None:
+        """What is hashed goes to the disk now, while the next bytes arrive, so the fsync before
+        the rename has only the tail left (one fsync of the whole file at the end would leave
+        the network idle)."""
+        if SYNC_FILE_RANGE is not None:
+            if SYNC_FILE_RANGE(self.fd, self._flushed, self.hashed - self._flushed, SYNC_FILE_RANGE_WRITE) == 0:
+                self._flushed = self.hashed
+                return
+        if self.hashed - self._flushed >= FDATASYNC_EVERY:
+            os.fdatasync(self.fd)
+            self._flushed = self.hashed
+
+    def _hash_old(self) -> None:
+        """Read back and hash the part's bytes from before this session (a resume), once."""
+        if self.hashed >= self._old:
+            return
+        buffer = memoryview(bytearray(min(READ_CHUNK, self._old - self.hashed)))
+        while self.hashed < self._old and not self._stopped:
+            view = buffer[:min(len(buffer), self._old - self.hashed)]
             n = os.preadv(self.fd, [view], self.hashed)
             if n == 0:
-                raise OSError(errno.EIO, f"the part ended at byte {self.hashed}, {limit} were written")
+                raise OSError(errno.EIO, f"the part ended at byte {self.hashed}, {self._old} were written")
             self.hasher.update(view[:n])
             self.hashed += n
 
@@ -364,7 +436,7 @@ class Upload:
             raise StorageError(Code.BAD_ARGUMENTS, "more bytes than the announced file size")
         write_all(self.fd, data)
         self.written += len(data)
-        self.hasher.advance(self.position)
+        self.hasher.advance(self.position, data)
 
     def _stop_hashing(self) -> None:
         hasher, self.hasher = self.hasher, None

@@ -661,3 +661,56 @@ def test_a_silent_connection_leaves_the_lobby_and_meets_the_login_deadline(tmp_p
         sock.close()
     finally:
         lab.stop()
+
+
+@pytest.mark.parametrize("old", [0, 3 * CHUNK_SIZE + 17])
+@pytest.mark.parametrize("prefix_known", [False, True])
+def test_the_hash_thread_hashes_lent_buffers_foreign_views_and_old_bytes_in_file_order(tmp_path, old, prefix_known):
+    """What a session does with a PartHasher, in every shape the bytes come in: received into the
+    buffers it lends (handed back and reused, so a reuse too early would corrupt the digest),
+    views of someone else's buffer (changed right after), bytes; and a resumed part's old bytes."""
+    from ftp.storage import HashThreads, PartHasher
+    rng = random.Random(old + prefix_known)
+    old_bytes = rng.randbytes(old)
+    part = tmp_path / "x.part"
+    part.write_bytes(old_bytes)
+    want = hashlib.sha256(old_bytes)
+    prefix = hashlib.sha256(old_bytes) if prefix_known else None
+    hasher = PartHasher(str(part), "sha256", start=old, hasher=prefix, ready=old, threads=HashThreads())
+    assert hasher.lends_buffers
+    position, foreign = old, bytearray(CHUNK_SIZE)
+    with open(part, "ab") as f:
+        for i in range(60):
+            chunk = rng.randbytes(rng.choice([1, 4096, CHUNK_SIZE - 1, CHUNK_SIZE]))
+            kind = i % 3
+            if kind == 0:                          # received into a lent buffer, in two events
+                buffer = hasher.buffer()
+                buffer[:len(chunk)] = chunk
+                pieces = [buffer[:len(chunk) // 2], buffer[len(chunk) // 2:len(chunk)]]
+            elif kind == 1:                        # a view of a buffer that changes at once
+                foreign[:len(chunk)] = chunk
+                pieces = [memoryview(foreign)[:len(chunk)]]
+            else:
+                pieces = [chunk]
+            for piece in pieces:
+                f.write(piece)
+                f.flush()
+                position += len(piece)
+                hasher.advance(position, piece)
+            if kind == 1:
+                foreign[:len(chunk)] = bytes(len(chunk))
+            want.update(chunk)
+    assert hasher.finish() == want.hexdigest()
+
+
+def test_a_failing_hash_thread_does_not_hang_the_session_and_finish_reports_it(tmp_path):
+    from ftp.storage import HashThreads, PartHasher
+    part = tmp_path / "x.part"
+    part.write_bytes(b"")
+    hasher = PartHasher(str(part), "sha256", threads=HashThreads())
+    hasher.advance(1, b"\xff")
+    hasher.advance(2, "not bytes")                 # hashlib raises TypeError on the hash thread
+    for _ in range(3 * PartHasher.RING):           # the session keeps receiving: never blocks
+        hasher.buffer()
+    with pytest.raises(TypeError):
+        hasher.finish()
