@@ -34,7 +34,7 @@ How it is built (read top to bottom):
   average ``min_body_rate`` bytes/s over every ``rate_window`` (a trickle is cut too). Each ends
   with a 421 and a clean close. Password guessing across sessions is slowed down per account
   and per address by ftp/throttle.py.
-* **Streaming, O(1) memory**: an upload is read with ``recv_into`` into four reused 256 KiB
+* **Streaming, O(1) memory**: an upload is read with ``recv_into`` into four reused 512 KiB
   buffers in turn and written with ``os.write`` as it comes, while a second thread hashes the
   same buffers (ftp/storage.py PartHasher: two cores, the GIL released by both); a download goes out
   with ``socket.sendfile`` (the kernel copies file → socket; no Python loop, no buffer).
@@ -371,7 +371,7 @@ class Session:
         return deadline, why
 
     def receive_buffer(self) -> memoryview:
-        """While a body streams in: a 256 KiB buffer lent by the upload's hash thread (it hashes
+        """While a body streams in: a buffer lent by the upload's hash thread (it hashes
         the bytes straight from there), else our own bulk buffer; the small one between requests."""
         if self.conn.in_body:
             hasher = self.upload.hasher if self.upload is not None else None
@@ -597,6 +597,7 @@ class Session:
             raise self.disk_error(exc) from None
         self.upload = None
         self.server.storage.end_upload(upload)
+        self.server.storage.close_later(upload.let_go_of_replaced())
         self.server.storage.remember_digest(upload.target.real, upload.algo, digest)
         self.server.stats.uploads += 1
         path = upload.target.virtual

@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from ftp.oserrors import StorageError, path_operation
 from ftp.paths import Home, Resolved, is_internal_name
 from ftp.protocol import (
-    CHUNK_SIZE,
     DEFAULT_MAX_ENTRIES,
     PART_SUFFIX,
     SIDECAR_SUFFIX,
@@ -109,6 +108,22 @@ def open_regular(path: str, flags: int, mode: int = 0o644) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def hold_open(path: str) -> int:
+    """An fd on whatever ``path`` names now (never blocks, follows no symlink), or -1."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return -1
+
+
+def close_quietly(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def fsync_directory(path: str) -> None:
@@ -189,7 +204,7 @@ class PartHasher:
                                                                           │ (queue, Condition)
         hash thread:            hasher.update(the same bytes) ◄──────────┘ ─► buffer given back
 
-    The session receives into one of ``RING`` buffers it borrows from the hasher (``buffer()``),
+    The session receives into one of ``RING`` buffers (512 KiB) it borrows from the hasher (``buffer()``),
     writes the bytes to the part and hands the same bytes to the hash thread, which hashes them
     and gives the buffer back, while the session already receives into the next one: receiving
     + writing and hashing run on two cores (hashlib and the socket release the GIL), and no byte
@@ -203,6 +218,7 @@ class PartHasher:
     """
 
     RING = 4
+    RING_BUFFER = 512 * 1024     # measured on loopback: 5 % faster than 256 KiB; 2 MiB per upload
 
     def __init__(self, path: str, algo: str, *, start: int = 0, hasher=None, ready: int = 0,
                  threads: HashThreads | None = None) -> None:
@@ -222,7 +238,7 @@ class PartHasher:
         self._lent: int | None = None    # the ring buffer the session receives into now
         self._finished = threading.Event() if threads is not None else None
         if threads is not None:
-            self._ring = [memoryview(bytearray(CHUNK_SIZE)) for _ in range(self.RING)]
+            self._ring = [memoryview(bytearray(self.RING_BUFFER)) for _ in range(self.RING)]
             self._free = list(range(self.RING))
             threads.run(self._run, self._finished)
 
@@ -241,7 +257,7 @@ class PartHasher:
             while not self._free and not self._finished.is_set():
                 self._cond.wait()
             if not self._free:          # the hash thread failed: finish() reports why
-                return memoryview(bytearray(CHUNK_SIZE))
+                return memoryview(bytearray(self.RING_BUFFER))
             self._lent = self._free.pop()
             return self._ring[self._lent]
 
@@ -391,6 +407,7 @@ class Upload:
     trailer: bool = False
     written: int = 0               # bytes of this session's body written so far
     fd: int = -1
+    replaced: int = -1             # after commit(): the replaced file, still open (see there)
     hasher: PartHasher | None = None
     prefix: object = None
     part: str = field(init=False)
@@ -475,10 +492,24 @@ class Upload:
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
-        os.replace(self.part, self.target.real)
-        fsync_directory(os.path.dirname(self.target.real))
+        # The file this one replaces is held open across the rename, so the rename does not
+        # free its blocks then and there (ext4: 0.2 ms per MiB of the old file, 50 ms for
+        # 256 MiB, before the 226): whoever calls let_go_of_replaced() frees them, off the path.
+        replaced = hold_open(self.target.real)
+        try:
+            os.replace(self.part, self.target.real)
+            fsync_directory(os.path.dirname(self.target.real))
+        except BaseException:
+            close_quietly(replaced)
+            raise
+        self.replaced = replaced
         remove_quietly(self.sidecar)
         return got
+
+    def let_go_of_replaced(self) -> int:
+        """The fd of the file the commit replaced (-1: none), handed over to be closed."""
+        fd, self.replaced = self.replaced, -1
+        return fd
 
     def discard(self) -> None:
         self._stop_hashing()
@@ -666,6 +697,12 @@ class Storage:
         remove_quietly(upload.part)
         remove_quietly(upload.sidecar)
         return 0
+
+    def close_later(self, fd: int) -> None:
+        """Close ``fd`` on a hash thread: closing the last fd of a replaced file frees its blocks,
+        which takes a while for a big one; the session answers and goes on meanwhile."""
+        if fd >= 0:
+            self.hash_threads.run(lambda: close_quietly(fd), threading.Event())
 
     def end_upload(self, upload: Upload) -> None:
         space = self.space(upload.user)

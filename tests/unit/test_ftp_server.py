@@ -681,7 +681,7 @@ def test_the_hash_thread_hashes_lent_buffers_foreign_views_and_old_bytes_in_file
     position, foreign = old, bytearray(CHUNK_SIZE)
     with open(part, "ab") as f:
         for i in range(60):
-            chunk = rng.randbytes(rng.choice([1, 4096, CHUNK_SIZE - 1, CHUNK_SIZE]))
+            chunk = rng.randbytes(rng.choice([1, 4096, PartHasher.RING_BUFFER - 1, PartHasher.RING_BUFFER]))
             kind = i % 3
             if kind == 0:                          # received into a lent buffer, in two events
                 buffer = hasher.buffer()
@@ -714,3 +714,29 @@ def test_a_failing_hash_thread_does_not_hang_the_session_and_finish_reports_it(t
         hasher.buffer()
     with pytest.raises(TypeError):
         hasher.finish()
+
+
+def test_a_put_over_an_existing_file_frees_the_old_one_after_the_reply_and_keeps_no_fd(lab, tmp_path):
+    """The replaced file is held open across the rename (freeing a big file's blocks is slow) and
+    closed on a hash thread after the 226: the old inode goes away, and no fd is left behind."""
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+    c = lab.login()
+    make(tmp_path / "f.bin", MiB, seed=1)
+    c.put(str(tmp_path / "f.bin"), "same.bin")
+    with open(lab.home() / "same.bin", "rb"):
+        before = open_fds() - 1
+    for seed in (2, 3):
+        make(tmp_path / "f.bin", 2 * MiB, seed=seed)
+        assert c.put(str(tmp_path / "f.bin"), "same.bin").fields["file_size"] == 2 * MiB
+    assert (lab.home() / "same.bin").read_bytes() == (tmp_path / "f.bin").read_bytes()
+    for _ in range(100):                              # closed by a hash thread, soon after the 226
+        held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")]
+        held = [path for path in held if path.startswith(str(lab.home()))]
+        if open_fds() <= before and not held:
+            break
+        time.sleep(0.02)
+    assert open_fds() <= before, held
+    assert not held, held
+    c.quit()
