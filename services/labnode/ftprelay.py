@@ -39,6 +39,14 @@ BODY_PAUSE = 0.002
 KEPT_FIELDS = ("op", "code", "path", "offset", "file_size", "user", "after", "msg")
 
 
+def recv_or_eof(sock: socket.socket) -> bytes:
+    """What has arrived; b"" for EOF or a connection error alike (both end that direction)."""
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
 @dataclass
 class Piece:
     """Bytes to deliver, and where they sit in the stream (for 'the client hung up here')."""
@@ -192,10 +200,7 @@ class Relay:
                 watch = [client] + ([up] if server_open and len(queue) < 256 else [])
                 readable, _, _ = select.select(watch, [], [], max(0.0, next_send - now) if queue else 0.5)
                 if client in readable:
-                    try:
-                        data = client.recv(65536)
-                    except OSError:
-                        data = b""
+                    data = recv_or_eof(client)
                     if not data:
                         reason = "the client closed the connection"
                         break
@@ -205,10 +210,7 @@ class Relay:
                     except OSError:
                         pass
                 if up in readable:
-                    try:
-                        data = up.recv(65536)
-                    except OSError:
-                        data = b""
+                    data = recv_or_eof(up)
                     if not data:
                         server_open = False
                     else:

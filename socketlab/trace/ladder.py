@@ -389,18 +389,16 @@ def drop_label(d: Drop) -> str:
     return f"UDP {d.length} {d.head}"
 
 
+def _fitted(label: str, room: int) -> str:
+    return label if len(label) <= room else label[:room - 1] + "…"
+
+
 def wire_text(row: Row, width: int = WIRE_W) -> str:
     if row.kind == "drop":   # the datagram dies at the relay: up on its way in, down on its way back
-        label = drop_label(row.drop)
-        room = width - 11
-        if len(label) > room:
-            label = label[:room - 1] + "…"
+        label = _fitted(drop_label(row.drop), width - 11)
         fill = "─" * (width - len(label) - 10)
         return f"─ {label} {fill}✘ relay" if row.direction == "c2s" else f"relay ✘{fill} {label} ─"
-    label = segment_label(row.seg)
-    room = width - 5
-    if len(label) > room:
-        label = label[:room - 1] + "…"
+    label = _fitted(segment_label(row.seg), width - 5)
     fill = "─" * (width - len(label) - 4)
     return f"─ {label} {fill}▶" if row.direction == "c2s" else f"◀{fill} {label} ─"
 
