@@ -312,7 +312,8 @@ class BenchLab:
     def measure(self, m: Method, size: Size) -> tuple[Sample, dict]:
         cpu0, _ = self.server_stat(m.server, reset=True, sync=True)
         out = self.client_json(self.transfer_command(m, size))
-        remove = [f"{HOME}/{upload_name(m, size)}"] if m.op == "put" else []
+        # each put of a measurement made a file of its own (see ftp_peer.py numbered)
+        remove = [f"{HOME}/{upload_name(m, size)}*"] if m.op == "put" else []
         cpu1, hwm = self.server_stat(m.server, remove=remove)
         gb = out["bytes"] / 1e9
         return Sample(mbps=out["bytes"] / out["seconds"] / 1e6, srv_cpu_per_gb=(cpu1 - cpu0) / gb,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ftplib
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -255,6 +256,14 @@ class Measurement:
         self.bytes += moved
 
 
+def numbered(remote: str, i: int) -> str:
+    """The name of a measurement's i-th upload (0-based): NAME, NAME.2, NAME.3, ... Every put
+    makes a new file, for every server alike: a put over an existing file would also pay for
+    freeing the old one's blocks (ext4 here: ~0.2 ms per MiB, inside the ceiling's O_TRUNC and
+    pyftpdlib's truncating open, after the reply in ours), which is no part of receiving one."""
+    return remote if i == 0 else f"{remote}.{i + 1}"
+
+
 def ceiling_client(args: argparse.Namespace, m: Measurement) -> None:
     sock = socket.create_connection((args.host, args.port), timeout=TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -262,6 +271,7 @@ def ceiling_client(args: argparse.Namespace, m: Measurement) -> None:
     view = memoryview(buffer)
     fsync_times: list[float] = []
     name = args.remote.encode()
+    puts = itertools.count()
 
     def download() -> int:
         sock.sendall(REQUEST.pack(b"G", 0, len(name)) + name)
@@ -275,9 +285,10 @@ def ceiling_client(args: argparse.Namespace, m: Measurement) -> None:
         return size
 
     def upload() -> int:
+        target = numbered(args.remote, next(puts)).encode()
         with open(args.local, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            sock.sendall(REQUEST.pack(b"P", size, len(name)) + name)
+            sock.sendall(REQUEST.pack(b"P", size, len(target)) + target)
             sock.sendfile(f, 0, size)
         digest = recv_exact(sock, 32).hex()
         if args.digest and digest != args.digest:
@@ -318,8 +329,10 @@ def ours_client(args: argparse.Namespace, m: Measurement) -> None:
             raise RuntimeError(f"get digest {done.fields.get('digest')} != {args.digest}")
         return done.get_int("file_size")
 
+    puts = itertools.count()
+
     def put(ftp: FtpClient) -> int:
-        return ftp.put(args.local, args.remote, overwrite=True).get_int("file_size")
+        return ftp.put(args.local, numbered(args.remote, next(puts)), overwrite=True).get_int("file_size")
 
     class ProtocolOneClient(FtpClient):
         """What a client written to protocol 1 does: the digest in the put, so a pre-pass."""
@@ -373,7 +386,10 @@ def pyftpd_client(args: argparse.Namespace, m: Measurement) -> None:
             raise RuntimeError(f"pyftpdlib download digest {hasher.hexdigest()} != {args.digest}")
         return size
 
+    puts = itertools.count()
+
     def put() -> int:
+        target = numbered(args.remote, next(puts))
         # What FtpClient.put does on its side: hash the file. In the same pass as the send
         # (storbinary's callback sees every block after it went out), as protocol 2 does; with
         # --mode prepass first, as protocol 1 does. FTP verifies nothing itself.
@@ -381,10 +397,10 @@ def pyftpd_client(args: argparse.Namespace, m: Measurement) -> None:
             if args.mode == "prepass":
                 hashlib.file_digest(f, "sha256")
                 f.seek(0)
-                ftp.storbinary(f"STOR {args.remote}", f, blocksize=BUFFER)
+                ftp.storbinary(f"STOR {target}", f, blocksize=BUFFER)
             else:
                 hasher = hashlib.sha256()
-                ftp.storbinary(f"STOR {args.remote}", f, blocksize=BUFFER, callback=hasher.update)
+                ftp.storbinary(f"STOR {target}", f, blocksize=BUFFER, callback=hasher.update)
                 if args.digest and hasher.hexdigest() != args.digest:
                     raise RuntimeError(f"pyftpdlib upload hashed {hasher.hexdigest()} != {args.digest}")
             return os.fstat(f.fileno()).st_size
