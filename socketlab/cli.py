@@ -265,7 +265,8 @@ def _check_batch(args, topology: Topology, role: str, paths: list[str]) -> int:
                     batch.open()
                     report = batch.grade(i, progress)
             except DeadlineExceeded as exc:
-                report = _cut_short(args.lesson, *((path, None) if role == "server" else (None, path)), finished,
+                shown = str(getattr(submissions[i], role))       # absolute, like the other reports of the batch
+                report = _cut_short(args.lesson, *((shown, None) if role == "server" else (None, shown)), finished,
                                     exc, remove_throwaways(client_))
                 batch.discard()
             except LabError as exc:      # the lab failed, not the program: say so for this one and go on

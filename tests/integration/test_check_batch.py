@@ -96,3 +96,18 @@ def test_sigterm_in_the_middle_of_a_batch_removes_its_instance(docker_client, la
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err, err
     assert leftovers(docker_client, project) == []
+
+
+def test_timeout_is_per_program_and_the_batch_goes_on_after_one_ran_out(docker_client, lab_image):
+    project = f"{RUN_ID}-batch-deadline"
+    # the first program never answers: its many-clients scenario alone waits 60 s; the second is correct
+    result = lab("check", "loops", "--server", "tests/isolation/loops_never_answers.py",
+                 "tests/students/loops/server_iterative.py", "--timeout", "25", "--json", project=project)
+    assert result.returncode == 1, result.stderr
+    hung, good = json.loads(result.stdout)
+    deadline = [s for s in hung["scenarios"] if s["scenario"] == "deadline"]
+    assert deadline and not deadline[0]["passed"] and "25 s wall-clock limit" in deadline[0]["summary"]
+    assert good["passed"], [(s["scenario"], s["summary"]) for s in good["scenarios"] if not s["passed"]]
+    assert "stopped: the check ran out of its 25 s wall-clock limit" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert leftovers(docker_client, project) == []
