@@ -118,6 +118,18 @@ def hold_open(path: str) -> int:
         return -1
 
 
+def fsync_quietly(path: str) -> None:
+    """fsync a small file we wrote, if it is still there (a missing sidecar just means no resume)."""
+    fd = hold_open(path)
+    if fd >= 0:
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def close_quietly(fd: int) -> None:
     if fd >= 0:
         try:
@@ -380,13 +392,14 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 def write_sidecar(path: str, obj: dict) -> None:
     """Write ``.NAME.part.json`` in place (no temp file: its name would exceed NAME_MAX for a
     long NAME). A torn sidecar is harmless: it does not parse, so the next put starts at 0.
-    On any error (a full disk) nothing is left behind."""
+    On any error (a full disk) nothing is left behind. Not fsync'ed here: an upload that
+    completes deletes it again, so only one that stops needs it on the disk, and
+    Upload.keep_for_resume fsyncs it then, with the part (one journal commit fewer per put)."""
     data = json.dumps(obj).encode("utf-8")
     try:
         fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             write_all(fd, data)
-            os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -479,7 +492,8 @@ class Upload:
         self.written = 0
 
     def keep_for_resume(self) -> int:
-        """The client is gone or gave up: make what we have durable, so a resume can trust it."""
+        """The client is gone or gave up: make what we have durable (the part and its sidecar),
+        so a resume can trust it."""
         self._stop_hashing()
         if self.fd >= 0:
             try:
@@ -487,6 +501,7 @@ class Upload:
             finally:
                 os.close(self.fd)
                 self.fd = -1
+        fsync_quietly(self.sidecar)
         try:
             return os.lstat(self.part).st_size
         except FileNotFoundError:
