@@ -435,10 +435,10 @@ def cmd_doctor(args, topology: Topology) -> int:
     return 0 if all(c.ok or c.severity != "FAIL" for c in checks) else 1
 
 
-# The grading file (about 50 checks, 4 side by side) is most of the suite's time: it is collected
-# first (tests/conftest.py), so it starts at once on one worker, and every other file goes to
-# whichever worker is free (a file stays on one worker:
-# its module fixtures, such as a guide's lab, are set up once).
+# The grading file (about 60 programs in one batch per lesson and role, 3 batches side by side)
+# is the suite's longest: it is collected first (tests/conftest.py), so it starts at once on one
+# worker, and every other file goes to whichever worker is free (a file stays on one worker: its
+# module fixtures, such as a guide's lab, are set up once).
 TEST_WORKERS = 2
 
 

@@ -123,12 +123,24 @@ def test_the_root_filesystem_is_read_only_from_inside(check_lab):
     assert server.exec_run(["touch", "/tmp/scratch"]).exit_code == 0
 
 
-def test_a_check_past_its_wall_clock_limit_reports_it_and_cleans_up(docker_client, lab_image):
+# Listens, accepts, and never answers: each scenario waits for its reply, so no machine is fast
+# enough to finish the check inside a few seconds (the reference server finished in 2.8 s).
+SILENT_SERVER = """import socket, sys, time
+s = socket.create_server(("0.0.0.0", int(sys.argv[sys.argv.index("--port") + 1])), reuse_port=False)
+held = []
+while True:
+    held.append(s.accept()[0])
+"""
+
+
+def test_a_check_past_its_wall_clock_limit_reports_it_and_cleans_up(docker_client, lab_image, tmp_path):
     project = f"{RUN_ID}-deadline"
     env = dict(os.environ, SOCKETLAB_PROJECT=project)
     env.pop("SOCKETLAB_SUBNET", None)
-    result = subprocess.run([sys.executable, "lab.py", "check", "basic", "--json", "--timeout", "3"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=120)
+    silent = tmp_path / "silent_server.py"
+    silent.write_text(SILENT_SERVER)
+    result = subprocess.run([sys.executable, "lab.py", "check", "basic", "--server", str(silent), "--json",
+                             "--timeout", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     deadline = [s for s in report["scenarios"] if s["scenario"] == "deadline"]

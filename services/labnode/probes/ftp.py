@@ -235,7 +235,7 @@ def probe_login_limit(host: str, port: int) -> bool:
 def probe_two_users(host: str, port: int) -> bool:
     """alice and bob at the same time: each sees only their own home."""
     alice, bob = login(host, port, "alice", clean=True), login(host, port, "bob", clean=True)
-    say("alice and bob are logged in at the same time (two sessions, two worker threads)")
+    say("alice and bob are logged in at the same time (two sessions at once)")
     for client in (alice, bob):
         name = f"hello-{client.user}.txt"
         path = local(name)
