@@ -282,6 +282,34 @@ def put_get_checksum(run: LessonRun) -> Outcome:
                     "server_internal_files": partial}, transcript)
 
 
+@scenario("upload-integrity", "a body that does not hash to the put's digest gets 451 and leaves no file, "
+                              "final or partial; a name being uploaded is refused to a second session (450); "
+                              "abort answers 226 and frees the name")
+def upload_integrity(run: LessonRun) -> Outcome:
+    probe = run.probe("upload-integrity", timeout=120)
+    tree = server_tree(run, f"{homes(run)}/alice")
+    left = sorted(p for p in tree if "wrong.bin" in p)
+    o = probe.observed
+    transcript = [f"server side: anything of wrong.bin in {homes(run)}/alice: {left or 'no'}"]
+    result = outcome(probe, f"wrong digest -> {o.get('wrong_digest_code')}; second put of a busy name -> "
+                            f"{o.get('busy_second')}; abort -> {o.get('abort_code')}",
+                     probe.ok and not left, {"server_wrong_files": left}, transcript)
+    fixes = []
+    if o.get("wrong_digest_code") != 451 or left or o.get("wrong_listed"):
+        fixes.append("hash the whole file (the part's bytes and the body) before the rename and compare it "
+                     "with the put's digest; on a mismatch answer 451 and delete the part and its sidecar, "
+                     "so nothing of it is listed or left (docs/ftp-protocol.md §5)")
+    if o.get("busy_second") != 450:
+        fixes.append("remember which names are being uploaded (with the quota reservation, under one lock) "
+                     "and answer another session's put of such a name 450 (§4's put row)")
+    if o.get("abort_code") != 226:
+        fixes.append("after a 350, accept abort instead of data: keep the part for a resume, free the name "
+                     "and answer 226 with kept (§4's abort row)")
+    if not result.passed and fixes:
+        result = dataclasses.replace(result, fix="; ".join(fixes))
+    return result
+
+
 @scenario("resume-upload", "an upload cut after 1 MiB leaves only a hidden partial on the server; the next "
                            "put continues at byte 1048576 and the file ends with the right sha256")
 def resume_upload(run: LessonRun) -> Outcome:

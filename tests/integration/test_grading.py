@@ -15,6 +15,7 @@ a positive control in the same batch: that control must still pass.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,18 @@ def generated(name: str) -> Path:
     return write(name, GENERATED)
 
 
+def edited(base: str, name: str, old: str, new: str) -> Path:
+    """A mistake control: the positive control tests/students/BASE changed once (OLD -> NEW)."""
+    source = (TESTS / "students" / base).read_text(encoding="utf-8")
+    assert source.count(old) == 1, f"{base} no longer has exactly one {old!r}"
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    path = GENERATED / f"{name}.py"
+    partial = path.with_suffix(f".{os.getpid()}.tmp")           # test workers share the folder
+    partial.write_text(source.replace(old, new), encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
 MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
             for lesson, role, name, entry, fails, words in [
     ("basic", "server", "basic_binds_loopback.py", None, "accept-new-socket", ("127.0.0.1", "0.0.0.0")),
@@ -83,6 +96,10 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
     ("sticky", "client", "sticky_client_prints_length.py", None, "client-exact-replies", ("4-byte length",)),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
+    ("ftp", "server", edited("ftp/server_compact.py", "ftp_server_no_digest_check",
+                             'if hasher.hexdigest() != u["digest"]:',
+                             'if False:  # MISTAKE: the digest the client announced is never compared'),
+     None, "upload-integrity", ("wrong digest -> 226", "451", "compare it with the put's digest")),
     ("ftp", "client", generated("single_recv"), None, "client-batch",
      ("body bytes", "as a length prefix", "loop until size bytes arrive")),
     ("ftp", "client", generated("native_byteorder"), None, "client-batch",

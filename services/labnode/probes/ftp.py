@@ -28,6 +28,7 @@ from ftp.client import FtpClient, FtpError, ProgressBar, TransferCut, file_diges
 from ftp.protocol import (
     MAX_LOGIN_ATTEMPTS,
     MAX_PATH_CHARS,
+    Abort,
     Auth,
     Login,
     Noop,
@@ -416,6 +417,49 @@ def probe_put_get(host: str, port: int, size: int = 5 * MiB) -> bool:
                   downloaded_sha256=copy, md5_local=md5_local, md5_server=md5_put.fields.get("digest"),
                   zero_byte_codes=[zero_put.code, zero_get.code], listed_size=listed.get("random.bin"),
                   partials=partials, remote_path="/random.bin")
+
+
+def probe_upload_integrity(host: str, port: int, size: int = 2 * MiB) -> bool:
+    """What "verified" and "one upload per name" promise (docs/ftp-protocol.md §4, §5): a body that
+    does not hash to the put's digest gets 451 and leaves nothing, final or partial; while one
+    session uploads a name, another session's put of it gets 450; `abort` answers 226 and frees
+    the name, and the next put of it stores the right bytes."""
+    a, b = login(host, port, "alice", clean=True), login(host, port, "alice")
+    digest = make_file(local("integrity.bin"), size, seed=23)
+    wrong = hashlib.sha256(b"some other file").hexdigest()
+    accepted = a.request(Put("wrong.bin", size, wrong, overwrite=True), check=False)
+    say(f"put wrong.bin announcing sha256 {wrong[:16]}... (not the file's, which is {digest[:16]}...) "
+        f"-> {accepted.code} {accepted.msg}")
+    final = None
+    if accepted.code == 350:
+        offset = accepted.get_int("offset")
+        with open(local("integrity.bin"), "rb") as f:
+            a.send(PutData(offset), body_size=size - offset)
+            a.sock.sendfile(f, offset)
+        final = a.read_reply()
+        say(f"all {size - offset} bytes sent -> {final.code} {final.msg}")
+    listed = {e["name"]: e.get("type") for e in b.ls("/")}
+    say(f"ls / in another session: wrong.bin is {listed.get('wrong.bin') or 'not there'} (must be not there)")
+    first = a.request(Put("busy.bin", size, digest, overwrite=True), check=False)
+    say(f"session A: put busy.bin -> {first.code} {first.msg}")
+    second = b.request(Put("busy.bin", size, digest, overwrite=True), check=False)
+    say(f"session B: put busy.bin while A holds it -> {second.code} {second.msg}")
+    if second.code == 350:
+        b.request(Abort(), check=False)
+    aborted = a.request(Abort(), check=False) if first.code == 350 else None
+    if aborted is not None:
+        say(f"session A: abort -> {aborted.code} {aborted.msg}")
+    stored = b.put(local("integrity.bin"), "busy.bin")
+    say(f"session B: put busy.bin again -> {stored.code}, the server's sha256 {stored.fields.get('digest')}")
+    quietly_remove(b, "busy.bin")
+    a.close()
+    b.close()
+    ok = (accepted.code == 350 and final is not None and final.code == 451 and "wrong.bin" not in listed
+          and first.code == 350 and second.code == 450 and aborted is not None and aborted.code == 226
+          and stored.fields.get("digest") == digest)
+    return result(ok, wrong_digest_code=final.code if final else accepted.code, wrong_listed=listed.get("wrong.bin"),
+                  busy_first=first.code, busy_second=second.code, abort_code=aborted.code if aborted else None,
+                  after_abort_digest=stored.fields.get("digest"), local_sha256=digest)
 
 
 def probe_resume_upload(host: str, port: int, stage: str = "both", size: int = 3 * MiB,
@@ -810,6 +854,7 @@ PROBES = {
     "quota": probe_quota,
     "concurrent-quota": probe_concurrent_quota,
     "put-get-checksum": probe_put_get,
+    "upload-integrity": probe_upload_integrity,
     "resume-upload": probe_resume_upload,
     "resume-download": probe_resume_download,
     "progress": probe_progress,
