@@ -310,6 +310,21 @@ def upload_integrity(run: LessonRun) -> Outcome:
     return result
 
 
+@scenario("ls-paging", "a directory of 300 long names does not fit one 64 KiB reply: ls answers in pages "
+                       "(truncated, continue_after, ls with after) and lists every name exactly once")
+def ls_paging(run: LessonRun) -> Outcome:
+    probe = run.probe("ls-paging", timeout=120)
+    o = probe.observed
+    result = outcome(probe, f"{o.get('listed')} of {o.get('expected')} names over {o.get('pages')} page(s); "
+                            f"missing {o.get('missing') or 'none'}, twice {o.get('twice') or 'none'}")
+    if not result.passed:
+        result = dataclasses.replace(result, fix=(
+            "fill a reply with entries only while its header stays under 64 KiB (measure the encoded JSON); "
+            "then stop, say \"truncated\": true and \"continue_after\": the last name sent, and answer "
+            "ls with \"after\" with the names that sort after it (docs/ftp-protocol.md §4, Pages)"))
+    return result
+
+
 @scenario("resume-upload", "an upload cut after 1 MiB leaves only a hidden partial on the server; the next "
                            "put continues at byte 1048576 and the file ends with the right sha256")
 def resume_upload(run: LessonRun) -> Outcome:

@@ -31,6 +31,7 @@ from ftp.protocol import (
     Abort,
     Auth,
     Login,
+    Ls,
     Noop,
     ProtocolError,
     Put,
@@ -462,6 +463,41 @@ def probe_upload_integrity(host: str, port: int, size: int = 2 * MiB) -> bool:
                   after_abort_digest=stored.fields.get("digest"), local_sha256=digest)
 
 
+def probe_ls_paging(host: str, port: int, count: int = 300) -> bool:
+    """§4 "Pages": a directory whose listing does not fit one 64 KiB reply header comes in pages
+    (truncated, continue_after, ls again with after), and every entry is listed exactly once."""
+    client = login(host, port, "alice", clean=True)
+    client.mkdir("/pages")
+    for name in page_names(count):
+        client.mkdir(f"/pages/{name}")
+    say(f"made /pages with {count} directories of {len(page_names(count)[0])}-character names "
+        f"(about {count * (len(page_names(count)[0]) + 40) // 1024} KiB of listing: more than one reply)")
+    pages, seen, after, truncated_once = 0, [], None, False
+    for _ in range(count + 1):
+        reply = client.request(Ls("/pages", after=after))
+        pages += 1
+        entries = reply.fields.get("entries", [])
+        seen += [e.get("name") for e in entries]
+        truncated_once |= reply.fields.get("truncated") is True
+        say(f"ls page {pages}: {len(entries)} entries, truncated={reply.fields.get('truncated')}, "
+            f"continue_after={str(reply.fields.get('continue_after'))[:24]}..., total={reply.fields.get('total')}")
+        after = reply.fields.get("continue_after")
+        if not reply.fields.get("truncated") or not isinstance(after, str):
+            break
+    missing = sorted(set(page_names(count)) - set(seen))
+    twice = sorted({n for n in seen if seen.count(n) > 1})
+    say(f"{len(seen)} names over {pages} pages; missing {len(missing)}, listed twice {len(twice)}")
+    quietly_remove(client, *(f"/pages/{n}" for n in page_names(count)), "/pages")
+    client.quit()
+    ok = truncated_once and pages > 1 and not missing and not twice and len(seen) == count
+    return result(ok, pages=pages, listed=len(seen), expected=count, missing=missing[:3], twice=twice[:3],
+                  truncated_once=truncated_once)
+
+
+def page_names(count: int) -> list[str]:
+    return [f"{i:04d}-" + "p" * 225 for i in range(count)]
+
+
 def probe_resume_upload(host: str, port: int, stage: str = "both", size: int = 3 * MiB,
                         cut: int = MiB) -> bool:
     """An upload cut after ``cut`` bytes continues from there; the final sha256 is right."""
@@ -855,6 +891,7 @@ PROBES = {
     "concurrent-quota": probe_concurrent_quota,
     "put-get-checksum": probe_put_get,
     "upload-integrity": probe_upload_integrity,
+    "ls-paging": probe_ls_paging,
     "resume-upload": probe_resume_upload,
     "resume-download": probe_resume_download,
     "progress": probe_progress,
