@@ -455,7 +455,7 @@ class LabManager:
         The engine runs a health check once per interval (1 s in compose.yaml), so a server that
         listens after 0.2 s is seen healthy after a second. With ``probe`` the same check command is
         also run here, through exec, between the engine's: the same verdict, up to an interval sooner
-        (``check`` of many programs starts one lesson instance per program).
+        (``check`` starts one lesson instance per program).
         """
         deadline = time.monotonic() + timeout
         pending = list(containers)

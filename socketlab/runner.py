@@ -335,8 +335,9 @@ class Batch:
 
     Removing and creating two containers costs about 0.6 s (measured; a ``docker restart`` costs as
     much and cannot change the program); the fresh server's health check is probed by exec rather
-    than waited for (``wait_healthy(probe=True)``). A program stopped in the middle (its deadline,
-    an engine error) takes the whole instance with it (``discard``): the next one gets a new network.
+    than waited for (``wait_healthy(probe=True)``), in a single check too. A program stopped in the
+    middle (its deadline, an engine error) takes the whole instance with it (``discard``): the next
+    one gets a new network.
     """
 
     def __init__(self, checker: Checker, lesson: Lesson, submissions: list[Submission], trace: bool = False) -> None:
@@ -440,10 +441,10 @@ class Batch:
             from .trace.session import traced_overrides
             overrides = traced_overrides(lesson, overrides)
         manager = self._fresh_instance()
-        probe = len(self.submissions) > 1     # a single check waits for the engine's own health checks, as ever
         try:
             # a student's server that never listens is a failed check, said in seconds, not a crash
-            manager.up(lesson, self.image_id, overrides, timeout=START_TIMEOUT if server_cmd else 90, probe=probe)
+            # probe: the health check is also run by exec, the same verdict up to an interval sooner
+            manager.up(lesson, self.image_id, overrides, timeout=START_TIMEOUT if server_cmd else 90, probe=True)
             started = None
         except LabError as exc:
             if exc.exit_code == 130:
@@ -454,7 +455,7 @@ class Batch:
                 # it listens; on a busy machine the engine's health checks are just slow: wait for them
                 try:
                     manager.wait_healthy(list(manager.containers(lesson.id).values()), timeout=START_GRACE,
-                                         probe=probe)
+                                         probe=True)
                     started = None
                 except LabError as late:
                     started = late

@@ -98,25 +98,35 @@ MISTAKES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 }
 
 
-def program(name: str) -> str:
-    """The correct client with the mistake's edits applied (each edit must apply exactly once)."""
-    comment, edits = MISTAKES[name]
-    text = BASE.read_text(encoding="utf-8")
+def edited(base: Path, edits: list[tuple[str, str]], name: str) -> str:
+    """BASE's text with the edits applied (each must apply exactly once)."""
+    text = base.read_text(encoding="utf-8")
     for old, new in edits:
         if text.count(old) != 1:
-            raise ValueError(f"mistake {name}: {old!r} is not in {BASE.name} exactly once; update the edit")
+            raise ValueError(f"mistake {name}: {old!r} is not in {base.name} exactly once; update the edit")
         text = text.replace(old, new)
-    return (f"# MISTAKE: {comment}\n# ruff: noqa  (tests/students/ftp/client_plain.py, changed once)\n" + text)
+    return text
+
+
+def write_program(path: Path, text: str) -> Path:
+    """Write a generated control atomically (test workers share the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def program(name: str) -> str:
+    """The correct client with the mistake's edits applied."""
+    comment, edits = MISTAKES[name]
+    return (f"# MISTAKE: {comment}\n# ruff: noqa  (tests/students/ftp/client_plain.py, changed once)\n"
+            + edited(BASE, edits, name))
 
 
 def write(name: str, directory: Path) -> Path:
-    """Write the mistake's program as DIRECTORY/ftp_client_NAME.py (atomically: test workers share it)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"ftp_client_{name}.py"
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(program(name), encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    """Write the mistake's program as DIRECTORY/ftp_client_NAME.py."""
+    return write_program(directory / f"ftp_client_{name}.py", program(name))
 
 
 if __name__ == "__main__":

@@ -111,11 +111,12 @@ DEMO = {"alice": "wonderland", "bob": "builder", "alice2": "looking-glass"}
 
 
 def outcome(probe: ProbeResult, summary: str, passed: bool | None = None, extra: dict | None = None,
-            transcript: list[str] | None = None) -> Outcome:
-    """Outcome.from_probe, plus server-side facts and transcript lines the scenario adds."""
+            transcript: list[str] | None = None, fix: str = "") -> Outcome:
+    """Outcome.from_probe, plus server-side facts and transcript lines the scenario adds, and what
+    to change (shown only when it failed)."""
     base = Outcome.from_probe(probe, summary, passed)
     return Outcome(base.passed and not probe.observed.get("error"), base.summary,
-                   {**base.observed, **(extra or {})}, base.transcript + list(transcript or []))
+                   {**base.observed, **(extra or {})}, base.transcript + list(transcript or []), fix)
 
 
 def server_tree(run: LessonRun, path: str) -> dict:
@@ -291,9 +292,6 @@ def upload_integrity(run: LessonRun) -> Outcome:
     left = sorted(p for p in tree if "wrong.bin" in p)
     o = probe.observed
     transcript = [f"server side: anything of wrong.bin in {homes(run)}/alice: {left or 'no'}"]
-    result = outcome(probe, f"wrong digest -> {o.get('wrong_digest_code')}; second put of a busy name -> "
-                            f"{o.get('busy_second')}; abort -> {o.get('abort_code')}",
-                     probe.ok and not left, {"server_wrong_files": left}, transcript)
     fixes = []
     if o.get("wrong_digest_code") != 451 or left or o.get("wrong_listed"):
         fixes.append("hash the whole file (the part's bytes and the body) before the rename and compare it "
@@ -305,9 +303,9 @@ def upload_integrity(run: LessonRun) -> Outcome:
     if o.get("abort_code") != 226:
         fixes.append("after a 350, accept abort instead of data: keep the part for a resume, free the name "
                      "and answer 226 with kept (§4's abort row)")
-    if not result.passed and fixes:
-        result = dataclasses.replace(result, fix="; ".join(fixes))
-    return result
+    return outcome(probe, f"wrong digest -> {o.get('wrong_digest_code')}; second put of a busy name -> "
+                          f"{o.get('busy_second')}; abort -> {o.get('abort_code')}",
+                   probe.ok and not left, {"server_wrong_files": left}, transcript, fix="; ".join(fixes))
 
 
 @scenario("ls-paging", "a directory of 300 long names does not fit one 64 KiB reply: ls answers in pages "
@@ -315,14 +313,11 @@ def upload_integrity(run: LessonRun) -> Outcome:
 def ls_paging(run: LessonRun) -> Outcome:
     probe = run.probe("ls-paging", timeout=120)
     o = probe.observed
-    result = outcome(probe, f"{o.get('listed')} of {o.get('expected')} names over {o.get('pages')} page(s); "
-                            f"missing {o.get('missing') or 'none'}, twice {o.get('twice') or 'none'}")
-    if not result.passed:
-        result = dataclasses.replace(result, fix=(
-            "fill a reply with entries only while its header stays under 64 KiB (measure the encoded JSON); "
-            "then stop, say \"truncated\": true and \"continue_after\": the last name sent, and answer "
-            "ls with \"after\" with the names that sort after it (docs/ftp-protocol.md §4, Pages)"))
-    return result
+    return outcome(probe, f"{o.get('listed')} of {o.get('expected')} names over {o.get('pages')} page(s); "
+                          f"missing {o.get('missing') or 'none'}, twice {o.get('twice') or 'none'}", fix=(
+        "fill a reply with entries only while its header stays under 64 KiB (measure the encoded JSON); "
+        "then stop, say \"truncated\": true and \"continue_after\": the last name sent, and answer "
+        "ls with \"after\" with the names that sort after it (docs/ftp-protocol.md §4, Pages)"))
 
 
 @scenario("resume-upload", "an upload cut after 1 MiB leaves only a hidden partial on the server; the next "

@@ -15,7 +15,6 @@ a positive control in the same batch: that control must still pass.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,14 +71,9 @@ def generated(name: str) -> Path:
 
 def edited(base: str, name: str, old: str, new: str) -> Path:
     """A mistake control: the positive control tests/students/BASE changed once (OLD -> NEW)."""
-    source = (TESTS / "students" / base).read_text(encoding="utf-8")
-    assert source.count(old) == 1, f"{base} no longer has exactly one {old!r}"
-    GENERATED.mkdir(parents=True, exist_ok=True)
-    path = GENERATED / f"{name}.py"
-    partial = path.with_suffix(f".{os.getpid()}.tmp")           # test workers share the folder
-    partial.write_text(source.replace(old, new), encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    from tests.ftp_client_mistakes import edited as apply
+    from tests.ftp_client_mistakes import write_program
+    return write_program(GENERATED / f"{name}.py", apply(TESTS / "students" / base, [(old, new)], name))
 
 
 MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)

@@ -676,9 +676,9 @@ def test_the_hash_thread_hashes_lent_buffers_foreign_views_and_old_bytes_in_file
     part.write_bytes(old_bytes)
     want = hashlib.sha256(old_bytes)
     prefix = hashlib.sha256(old_bytes) if prefix_known else None
-    hasher = PartHasher(str(part), "sha256", start=old, hasher=prefix, ready=old, threads=HashThreads())
+    hasher = PartHasher(str(part), "sha256", start=old, hasher=prefix, old=old, threads=HashThreads())
     assert hasher.lends_buffers
-    position, foreign = old, bytearray(CHUNK_SIZE)
+    foreign = bytearray(CHUNK_SIZE)
     with open(part, "ab") as f:
         for i in range(60):
             chunk = rng.randbytes(rng.choice([1, 4096, PartHasher.RING_BUFFER - 1, PartHasher.RING_BUFFER]))
@@ -695,8 +695,7 @@ def test_the_hash_thread_hashes_lent_buffers_foreign_views_and_old_bytes_in_file
             for piece in pieces:
                 f.write(piece)
                 f.flush()
-                position += len(piece)
-                hasher.advance(position, piece)
+                hasher.advance(piece)
             if kind == 1:
                 foreign[:len(chunk)] = bytes(len(chunk))
             want.update(chunk)
@@ -708,8 +707,8 @@ def test_a_failing_hash_thread_does_not_hang_the_session_and_finish_reports_it(t
     part = tmp_path / "x.part"
     part.write_bytes(b"")
     hasher = PartHasher(str(part), "sha256", threads=HashThreads())
-    hasher.advance(1, b"\xff")
-    hasher.advance(2, "not bytes")                 # hashlib raises TypeError on the hash thread
+    hasher.advance(b"\xff")
+    hasher.advance("not bytes")                 # hashlib raises TypeError on the hash thread
     for _ in range(3 * PartHasher.RING):           # the session keeps receiving: never blocks
         hasher.buffer()
     with pytest.raises(TypeError):
