@@ -33,6 +33,26 @@ def spawn(argv: list[str], cwd: Path) -> pexpect.spawn:
                          codec_errors="replace", timeout=30)
 
 
+def ctrl_c_at_the_prompt(child: pexpect.spawn) -> None:
+    """Ctrl-C once the client waits in read(0, ...), not merely once its prompt is on the screen.
+
+    input() writes the prompt, then blocks in read(); a SIGINT that lands between the two only sets
+    Python's flag and the read() waits on (a CPython race, seen in CI on a loaded machine: the
+    ^C was echoed and nothing else came for 30 s). A person cannot type that fast; a test can."""
+    syscall = Path(f"/proc/{child.pid}/syscall")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            fields = syscall.read_text().split()
+        except OSError:                    # no /proc/PID/syscall here: a short pause does the same
+            time.sleep(0.3)
+            break
+        if fields[:2] == ["0", "0x0"]:     # x86-64: syscall 0 (read) on fd 0
+            break
+        time.sleep(0.01)
+    child.sendcontrol("c")
+
+
 @pytest.fixture
 def loops_server(tmp_path):
     port = free_port()
@@ -52,7 +72,8 @@ def test_loops_client_bounds_long_lines_and_stays_in_step(loops_server, tmp_path
     c.expect("olleh")               # the next reply is this line's, not a leftover of the long one
     c.sendline("")
     c.expect("an empty line")
-    c.sendcontrol("c")
+    c.expect(">>> ")
+    ctrl_c_at_the_prompt(c)
     c.expect("Ctrl-C again")
     c.sendline("quit")
     c.expect(r"\(the server closed the connection\)")
@@ -217,10 +238,10 @@ def test_every_client_takes_a_students_odd_input_without_a_traceback(lesson, tmp
             else:
                 c.sendline(typed)
             c.expect(prompt, timeout=30)
-        c.sendcontrol("c")
+        ctrl_c_at_the_prompt(c)
         c.expect("Ctrl-C again")
         c.expect(prompt)
-        c.sendcontrol("c")
+        ctrl_c_at_the_prompt(c)
         c.expect(pexpect.EOF, timeout=15)
     finally:
         server.terminate()
