@@ -48,6 +48,7 @@ import enum
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -189,12 +190,27 @@ def _parse_int(text: str) -> int:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     # json keeps the last of duplicate keys; two "size" keys would let two readers disagree.
-    fields: dict = {}
-    for key, value in pairs:
-        if key in fields:
-            raise BadHeader(f"header has the key {key!r} twice")
-        fields[key] = value
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        seen: set = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise BadHeader(f"header has the key {twice!r} twice")
     return fields
+
+
+# Two decoders, built once (json.loads(text, hook=...) builds a new JSONDecoder at every call).
+# Both refuse NaN/Infinity, duplicate keys and non-finite floats. _STRICT also counts the digits
+# of every integer; _DIGITS_OK leaves integers to the C scanner and is used only when no run of
+# digits in the text is longer than MAX_INT_DIGITS (then no integer can be either).
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_reject_constant,
+                           parse_float=_parse_float, parse_int=_parse_int)
+_DIGITS_OK = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_reject_constant,
+                              parse_float=_parse_float)
+# And two encoders, built once too (json.dumps(obj, option=...) builds one per call).
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_ASCII_JSON = json.JSONEncoder(allow_nan=False)
+_LONG_DIGIT_RUN = re.compile(rf"\d{{{MAX_INT_DIGITS + 1}}}")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _check_depth(value: Any) -> None:
@@ -220,15 +236,15 @@ def parse_header(raw: bytes, max_body_size: int | None = None) -> dict:
     except UnicodeDecodeError as exc:
         raise BadHeader(f"header is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        fields = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant,
-                            parse_float=_parse_float, parse_int=_parse_int)
+        fields = (_STRICT if _LONG_DIGIT_RUN.search(text) else _DIGITS_OK).decode(text)
     except RecursionError:
         raise BadHeader("header JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadHeader(f"header is not JSON: {exc.msg} at char {exc.pos}: {text[:60]!r}") from None
     if not isinstance(fields, dict):
         raise BadHeader(f"header must be a JSON object, got {type(fields).__name__}")
-    _check_depth(fields)
+    if text.count("{") + text.count("[") > MAX_DEPTH:   # fewer brackets cannot nest deeper
+        _check_depth(fields)
     size = fields.setdefault("size", 0)
     # bool is a subclass of int in Python: {"size": true} must not mean 1.
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
@@ -242,8 +258,7 @@ def parse_header(raw: bytes, max_body_size: int | None = None) -> dict:
 
 
 def _is_sha256_hex(value: Any) -> bool:
-    return (isinstance(value, str) and len(value) == 64
-            and all(c in "0123456789abcdefABCDEF" for c in value))
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 # ------------------------------------------------------------------------ receive buffer
@@ -444,9 +459,9 @@ def encode_header(fields: dict, body_size: int = 0, sha256: str | None = None) -
     if sha256 is not None:
         header["sha256"] = sha256
     try:      # readable UTF-8 on the wire (报头 stays 报头) ...
-        raw = json.dumps(header, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        raw = _UTF8_JSON.encode(header).encode("utf-8")
     except UnicodeEncodeError:  # ... unless a lone surrogate forces \\u escapes
-        raw = json.dumps(header, allow_nan=False).encode("ascii")
+        raw = _ASCII_JSON.encode(header).encode("ascii")
     if len(raw) > MAX_HEADER_SIZE:
         raise HeaderTooLarge(f"header of {len(raw)} bytes exceeds {MAX_HEADER_SIZE} bytes")
     return HEADER_LENGTH.pack(len(raw)) + raw

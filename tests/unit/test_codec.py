@@ -192,10 +192,22 @@ def test_arbitrary_json_headers_raise_only_framing_errors(value):
     (b'{"size": ' + b"9" * 5000 + b"}", "too large"),
     (b'{"size": 99999999999999999999}', "non-negative"),
     (b'{"size": 0, "sha256": "abc"}', "sha256"),
+    (b'{"size": 0, "sha256": "' + b"g" * 64 + b'"}', "sha256"),
+    # the checks that parse_header skips when the text cannot need them must still run when it can
+    (b'{"x": 123456789012345678901}', "21 digits"),
+    (b'{"a": 1, "b": 2, "b": 3}', "'b' twice"),
+    (b'{"x": {"k": 1, "k": 2}}', "'k' twice"),
+    (b'{"x": ' + b"[" * 32 + b"]" * 32 + b"}", "nested"),
 ])
 def test_bad_headers(raw, message):
     with pytest.raises(BadHeader, match=message):
         decode_frames(header_prefixed(raw))
+
+
+def test_long_digit_runs_in_strings_and_20_digit_numbers_are_fine():
+    raw = b'{"id": "123456789012345678901234567890", "n": 12345678901234567890, "x": ' + b"[" * 31 + b"]" * 31 + b"}"
+    [frame] = decode_frames(header_prefixed(raw))
+    assert frame.header["id"] == "123456789012345678901234567890" and frame.header["n"] == 12345678901234567890
 
 
 def test_length_prefix_zero_is_a_bad_header():
