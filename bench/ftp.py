@@ -12,6 +12,7 @@ holds every file. In the server container run, side by side and for the whole ru
     ours-300   the same with --max-sessions 310   only for the 300-logins test
     pyftpdlib  2.2.0 (requirements.txt), quiet    driven by ftplib with 1 MiB blocks
     pyftpdlib+fsync  the same, fsync before 226   uploads with our durability ("same work")
+    login floor  bench/ftp_peer.py login-floor-server   canned 220/331/230 replies: the logins' floor
 
 Per file size (1 MiB, 64 MiB, 1 GiB; --quick: 1 MiB and 64 MiB) and repetition, the runs of one
 direction go back to back in a freshly shuffled order, so machine noise hits all alike; tables
@@ -26,7 +27,10 @@ put minus the sha256 pass its client makes over the file before sending.
 
 Goals (SPEC §9, issue 11): download ≥ 0.9× ceiling (64 MiB and 1 GiB), upload ≥ 0.85× ceiling and
 ≥ 1.0× pyftpdlib with the same durability, server RSS flat from 1 MiB to 1 GiB, 300 concurrent
-logins ≤ pyftpdlib's time in the same run. The write-up is docs/ftp-benchmark.md.
+logins ≤ pyftpdlib's time in the same run. The logins run a third peer beside the two: the
+*floor*, the same three exchanges with nothing but the I/O (a selectors loop sending replies made at
+start-up, a raw-socket client; no parsing, no proof, no state), so the table shows what part of a
+login any Python implementation pays on this machine. The write-up is docs/ftp-benchmark.md.
 Everything created carries socketlab.owner=bench and its own socketlab.project and is removed at
 the end, also after Ctrl-C, kill or an error.
 """
@@ -59,7 +63,9 @@ from socketlab.images import ImageBuilder  # noqa: E402
 
 PYFTPDLIB_VERSION = "2.2.0"
 MEM_LIMIT = "4g"            # page cache is charged to the container: 2 × 1 GiB files + a 1 GiB copy
-PORTS = {"ceiling": 20070, "ours": 20060, "ours-300": 20061, "pyftpd": 2121, "pyftpd-fsync": 2122}
+PORTS = {"ceiling": 20070, "ours": 20060, "ours-300": 20061, "pyftpd": 2121, "pyftpd-fsync": 2122,
+         "floor": 20062}
+LOGIN_SERVERS = {"ours": "ours-300", "pyftpd": "pyftpd", "floor": "floor"}   # login client kind -> server
 FTP_ROOT = "/data/srv/root"                 # our server's --root
 HOME = f"{FTP_ROOT}/home/bench"             # bench's home = pyftpdlib's root = the ceiling's dir
 CLIENT_DIR = "/data/cli"
@@ -260,11 +266,12 @@ class BenchLab:
         self.spawn("ceiling", f"{PEER} ceiling-server --port {PORTS['ceiling']} --dir {HOME}")
         self.spawn("pyftpd", f"{PEER} pyftpd-server --port {PORTS['pyftpd']} --root {HOME}")
         self.spawn("pyftpd-fsync", f"{PEER} pyftpd-server --port {PORTS['pyftpd-fsync']} --root {HOME} --fsync")
+        self.spawn("floor", f"{PEER} login-floor-server --port {PORTS['floor']}")
         self.spawn("ours", f"python3 -m ftp.server --port {PORTS['ours']} --root {FTP_ROOT} --quiet "
                            "--no-demo-users")
         # the second instance starts after the first has made server.secret (no race on creating it)
         self.run(self.server, f"{PEER} wait-listening {PORTS['ceiling']} {PORTS['pyftpd']} "
-                              f"{PORTS['pyftpd-fsync']} {PORTS['ours']}")
+                              f"{PORTS['pyftpd-fsync']} {PORTS['ours']} {PORTS['floor']}")
         self.spawn("ours-300", f"python3 -m ftp.server --port {PORTS['ours-300']} --root {FTP_ROOT} --quiet "
                                f"--no-demo-users --max-sessions {LOGIN_CLIENTS + 10}")
         self.run(self.server, f"{PEER} wait-listening {PORTS['ours-300']}")
@@ -322,7 +329,7 @@ class BenchLab:
                       cli_cpu_per_gb=out["client_cpu"] / gb, srv_hwm_mib=hwm / 1024), out
 
     def measure_logins(self, kind: str) -> dict:
-        server = "ours-300" if kind == "ours" else "pyftpd"
+        server = LOGIN_SERVERS[kind]
         cpu0, _ = self.server_stat(server, reset=True)
         out = self.client_json(f"{PEER} logins {kind} --host {self.project}-server --port {PORTS[server]} "
                                f"--clients {LOGIN_CLIENTS}")
@@ -397,7 +404,7 @@ def benchmark(lab: BenchLab, sizes: list[Size], reps: int, methods: list[Method]
                         results.add(size.label, d.key, Sample(out["bytes"] / seconds / 1e6, nan, nan, nan))
                     say(f"  [{step}/{total}] rep {rep + 1} {size.label:>6} {m.label:<46} "
                         f"{sample.mbps:8.0f} MB/s")
-        for kind in order.sample(["ours", "pyftpd"], 2) if logins else []:
+        for kind in order.sample(list(LOGIN_SERVERS), len(LOGIN_SERVERS)) if logins else []:
             out = lab.measure_logins(kind)
             results.logins.setdefault(kind, []).append(out)
             say(f"  rep {rep + 1} {LOGIN_CLIENTS} logins {kind:<7} {out['seconds']:.3f} s "
@@ -452,7 +459,8 @@ def table_rows(results: Results, sizes: list[Size]) -> list[list[str]]:
 
 def login_rows(results: Results) -> list[list[str]]:
     rows = []
-    for kind, label in (("ours", "ours (--max-sessions 310), FtpClient"), ("pyftpd", "pyftpdlib, ftplib")):
+    for kind, label in (("ours", "ours (--max-sessions 310), FtpClient"), ("pyftpd", "pyftpdlib, ftplib"),
+                        ("floor", "floor: canned replies, raw-socket client")):
         runs = results.logins.get(kind, [])
         if not runs:
             continue
@@ -513,6 +521,13 @@ def goals(results: Results, sizes: list[Size]) -> list[tuple[str, str, str]]:
         ratio = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["ours"], results.logins["pyftpd"]))
         out.append((f"{LOGIN_CLIENTS} logins <= pyftpdlib's time", f"ours {t:.3f} s, pyftpdlib {p:.3f} s: "
                     f"{ratio:.2f}x its time (median of per-repetition ratios)", verdict(1.0 - ratio, 0.0)))
+        if results.logins.get("floor"):
+            floor = results.logins["floor"]
+            f = med(r["seconds"] for r in floor)
+            ours_f = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["ours"], floor))
+            py_f = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["pyftpd"], floor))
+            out.append(("", f"the floor (I/O only) {f:.3f} s: ours {ours_f:.2f}x the floor, pyftpdlib "
+                        f"{py_f:.2f}x", ""))
     return out
 
 

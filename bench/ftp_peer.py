@@ -5,6 +5,7 @@ Server container (long-running, started once):
     python3 ftp_peer.py ceiling-server --port 20070 --dir D     bare-socket ceilings, one loop
     python3 ftp_peer.py pyftpd-server --port 2121 --root D      pyftpdlib 2.2.0, quiet, one user
     python3 ftp_peer.py pyftpd-server --port 2122 --root D --fsync   the same, fsync before the 226
+    python3 ftp_peer.py login-floor-server --port 20062        the logins' floor (canned replies)
 
 Client container (one process per measurement; prints exactly one JSON line):
 
@@ -12,6 +13,7 @@ Client container (one process per measurement; prints exactly one JSON line):
     python3 ftp_peer.py transfer ours get --mode verified --local /data/cli/x --remote f64m
     python3 ftp_peer.py transfer pyftpd put --local /data/cli/f64m --remote up-pyftpd-f64m
     python3 ftp_peer.py logins ours --clients 300
+    python3 ftp_peer.py logins floor --clients 300               the floor's raw-socket client
 
 Either:
 
@@ -255,6 +257,108 @@ def pyftpd_server(port: int, root: str, user: str, password: str, fsync: bool = 
 
 
 # ---------------------------------------------------------------------------------------------
+# The logins' floor: the same three exchanges, with nothing but the I/O
+# ---------------------------------------------------------------------------------------------
+
+FRAME_PREFIX = struct.Struct("!I")       # the framing lesson's prefix: header length, network order
+
+
+def json_frame(header: dict) -> bytes:
+    raw = json.dumps(header).encode()
+    return FRAME_PREFIX.pack(len(raw)) + raw
+
+
+def login_floor_server(port: int) -> None:
+    """What any Python server must do for a login of our protocol, and no more: a selectors loop
+    that accepts, greets, and answers each frame with a reply made at start-up (the 220, the
+    331, the 230 and the 221 our server sends, of the same sizes). It parses nothing, checks no
+    proof, keeps no session state but a counter: the floor our server's login is measured
+    against, in the same run. Not a server anyone should run."""
+    import selectors
+
+    from ftp.protocol import Code, FtpConnection, Role, greeting, reply
+
+    def frame_of(message) -> bytes:
+        return FtpConnection(Role.SERVER).send(message)
+
+    canned = [frame_of(greeting(310)),
+              frame_of(reply(Code.NEED_PROOF, "prove you know the password", user="bench", snonce="5a" * 16,
+                             kdf="scrypt", salt="00" * 16, n=16384, r=8, p=1)),
+              frame_of(reply(Code.LOGGED_IN, "welcome, bench", user="bench", home="/",
+                             server_signature="00" * 32)),
+              frame_of(reply(Code.CLOSING, "goodbye"))]
+    listener = socket.create_server(("0.0.0.0", port), backlog=1024)
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, None)
+    print(f"login floor listening on 0.0.0.0:{port}", flush=True)
+    while True:
+        for key, _ in selector.select():
+            if key.data is None:
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except BlockingIOError:
+                        break
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conn.setblocking(False)
+                    conn.sendall(canned[0])
+                    selector.register(conn, selectors.EVENT_READ, [1])
+                continue
+            conn, said = key.fileobj, key.data
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data or said[0] >= len(canned):
+                selector.unregister(conn)
+                conn.close()
+                continue
+            conn.sendall(canned[said[0]])     # one frame in, the next canned reply out
+            said[0] += 1
+
+
+class FloorSession:
+    """The floor's client: a raw socket, the length prefix and json, nothing checked but codes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pending = b""
+        self.expect(220)
+
+    def expect(self, code: int) -> dict:
+        while True:
+            if len(self.pending) >= FRAME_PREFIX.size:
+                (size,) = FRAME_PREFIX.unpack_from(self.pending)
+                end = FRAME_PREFIX.size + size
+                if len(self.pending) >= end:
+                    header, self.pending = json.loads(self.pending[FRAME_PREFIX.size:end]), self.pending[end:]
+                    if header.get("code") != code:
+                        raise RuntimeError(f"floor: expected {code}, got {header}")
+                    return header
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("floor server closed")
+            self.pending += chunk
+
+    def login(self, user: str) -> None:
+        self.sock.sendall(json_frame({"op": "login", "user": user, "cnonce": os.urandom(16).hex()}))
+        self.expect(331)
+        self.sock.sendall(json_frame({"op": "auth", "proof": "00" * 32}))
+        self.expect(230)
+
+    def quit(self) -> None:
+        try:
+            self.sock.sendall(json_frame({"op": "quit"}))
+            self.expect(221)
+        finally:
+            self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # Clients: one measurement = one process, `count` transfers on one session
 # ---------------------------------------------------------------------------------------------
 
@@ -463,6 +567,13 @@ def login_function(args: argparse.Namespace) -> tuple[Callable[[], object], Call
             ftp.__exit__(None, None, None)        # quit + close
         return login, close
 
+    if args.kind == "floor":
+        def floor_login() -> object:
+            session = FloorSession(args.host, args.port)
+            session.login(args.user)
+            return session
+        return floor_login, lambda session: session.quit()
+
     def ftplib_login() -> object:
         ftp = ftplib.FTP()
         ftp.connect(args.host, args.port, timeout=30)
@@ -542,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ceiling-server")
     p.add_argument("--port", type=int, default=20070)
     p.add_argument("--dir", required=True)
+    p = sub.add_parser("login-floor-server")
+    p.add_argument("--port", type=int, default=20062)
     p = sub.add_parser("pyftpd-server")
     p.add_argument("--port", type=int, default=2121)
     p.add_argument("--root", required=True)
@@ -550,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fsync", action="store_true", help="fsync every upload before the 226")
     for name in ("transfer", "logins"):
         p = sub.add_parser(name)
-        p.add_argument("kind", choices=sorted(CLIENTS) if name == "transfer" else ["ours", "pyftpd"])
+        p.add_argument("kind", choices=sorted(CLIENTS) if name == "transfer" else ["ours", "pyftpd", "floor"])
         if name == "transfer":
             p.add_argument("op", choices=["get", "put"])
             p.add_argument("--remote", required=True, help="file name on the server")
@@ -575,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_listening(args.ports)
     elif args.command == "ceiling-server":
         ceiling_server(args.port, args.dir)
+    elif args.command == "login-floor-server":
+        login_floor_server(args.port)
     elif args.command == "pyftpd-server":
         pyftpd_server(args.port, args.root, args.user, args.password, args.fsync)
     elif args.command == "transfer":
