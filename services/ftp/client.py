@@ -89,6 +89,7 @@ from ftp.protocol import (
     State,
     Trailer,
 )
+from ftp.storage import HASH_IN_BACKGROUND, HashThreads, PartHasher, write_all
 
 Progress = Callable[[int, int], None]     # progress(bytes_done, bytes_total)
 
@@ -125,6 +126,9 @@ def file_digest(path: str, algo: str = DEFAULT_ALGORITHM) -> str:
 
 
 CONTROL_BUFFER_SIZE = 16 * 1024
+#: The threads that hash downloads while they arrive: one set for every FtpClient of the process,
+#: started when all are busy and then kept (like the server's, see ftp/storage.py).
+GET_HASH_THREADS = HashThreads()
 STREAM_CHUNK = 1024 * 1024            # a put's unit of hashing and sending (protocol 2)
 
 
@@ -176,6 +180,7 @@ class FtpClient:
         # when the first body arrives (300 clients that only log in do not pay 75 MiB for it).
         self.control = memoryview(bytearray(CONTROL_BUFFER_SIZE))
         self.bulk: memoryview | None = None
+        self.lender: PartHasher | None = None     # during a get: lends the buffers bodies go into
         self.hash_thread: ThreadPoolExecutor | None = None
         self.greeting: Reply | None = None
         self.user: str | None = None
@@ -259,7 +264,9 @@ class FtpClient:
             if event is not NEED_DATA:
                 return event
             buffer = self.control
-            if self.conn.in_body:
+            if self.conn.in_body and self.lender is not None:
+                buffer = self.lender.buffer()       # hashed from there while we receive the next
+            elif self.conn.in_body:
                 if self.bulk is None:
                     self.bulk = memoryview(bytearray(CHUNK_SIZE))
                 buffer = self.bulk
@@ -462,26 +469,38 @@ class FtpClient:
         digest = opening.get_str("digest")
         with open(sidecar, "w", encoding="utf-8") as meta:
             json.dump({"path": remote, "file_size": size, "algo": algo, "digest": digest}, meta)
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
+        hasher: PartHasher | None = None
+        got: str | None = None
         try:
             os.ftruncate(fd, start)
-            hasher = hashlib.new(algo)
-            for chunk in iter(functools.partial(os.read, fd, 1 << 20), b""):
-                hasher.update(chunk)                 # the bytes we already had count too
+            os.lseek(fd, start, os.SEEK_SET)
+            # The bytes we already had count too: they are read back and hashed first. Then each
+            # buffer is hashed on a second thread while this one receives into the next: receive
+            # + write on one core, sha256 on the other (both release the GIL).
+            hasher = PartHasher(part, algo, old=start,
+                                threads=GET_HASH_THREADS if size - start >= HASH_IN_BACKGROUND else None)
+            self.lender = hasher if hasher.lends_buffers else None
             received = self._receive_file(fd, hasher, start, size, progress, cut_after)
+            self.lender = None
             os.fsync(fd)
+            if start + received == size:
+                got = hasher.finish()
         finally:
+            self.lender = None
+            if hasher is not None and got is None:
+                hasher.stop()
             os.close(fd)
-        if cut_after is not None and start + received < size:
+        if got is None:           # cut_after stopped it (a test of resume)
             self.close()
             raise TransferCut(received)
         done = self.read_reply()
         if not done.ok:
             raise FtpError(done)
-        if hasher.hexdigest() != digest:
+        if got != digest:
             os.unlink(part)
             os.unlink(sidecar)
-            raise FtpError(Reply(Code.LOCAL_ERROR, f"{algo} mismatch: got {hasher.hexdigest()}, "
+            raise FtpError(Reply(Code.LOCAL_ERROR, f"{algo} mismatch: got {got}, "
                                  f"expected {digest}; the partial file was deleted"))
         os.replace(part, local)           # only a verified file gets the real name
         os.unlink(sidecar)
@@ -502,7 +521,7 @@ class FtpClient:
             return 0, None
         return have, meta["digest"]
 
-    def _receive_file(self, fd: int, hasher, start: int, size: int, progress: Progress | None,
+    def _receive_file(self, fd: int, hasher: PartHasher, start: int, size: int, progress: Progress | None,
                       cut_after: int | None) -> int:
         received, limit = 0, cut_after if cut_after is not None else size
         if progress:
@@ -516,8 +535,8 @@ class FtpClient:
             if not isinstance(event, Body):
                 raise ProtocolError(Code.SYNTAX_ERROR, f"expected file bytes, got {event!r}")
             data = event.data[:limit - received]
-            os.write(fd, data)
-            hasher.update(data)
+            write_all(fd, data)
+            hasher.advance(data)
             received += len(data)
             if progress:
                 progress(start + received, size)

@@ -389,6 +389,24 @@ def test_an_interrupted_download_resumes_from_the_local_part(lab, tmp_path, cut)
     assert file_digest(str(dest)) == digest and not os.path.exists(part) and not os.path.exists(meta)
 
 
+@pytest.mark.parametrize("size", [100_000, 3 * MiB])      # hashed inline, and on the hash thread
+def test_a_download_whose_bytes_do_not_match_the_digest_is_deleted(lab, tmp_path, size):
+    make(tmp_path / "d.bin", size)
+    c = lab.login()
+    c.put(str(tmp_path / "d.bin"))
+    stored = lab.home() / "d.bin"
+    st = os.stat(stored)
+    with open(stored, "r+b") as f:          # same inode, size and mtime: the server's digest cache
+        f.seek(size // 2)                   # still holds the old digest, so it announces a digest
+        f.write(b"X")                       # the bytes it sends no longer have
+    os.utime(stored, ns=(st.st_atime_ns, st.st_mtime_ns))
+    dest = tmp_path / "copy.bin"
+    with pytest.raises(FtpError, match="sha256 mismatch"):
+        c.get("d.bin", str(dest))
+    assert not dest.exists() and not any(tmp_path.glob(".copy.bin*"))
+    assert c.noop().ok                      # the session goes on
+
+
 def test_server_side_drop_after_bytes(tmp_path):
     lab = Lab(tmp_path / "root", drop_after_bytes=100_000)
     try:
