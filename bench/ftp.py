@@ -12,7 +12,7 @@ holds every file. In the server container run, side by side and for the whole ru
     ours-300   the same with --max-sessions 310   only for the 300-logins test
     pyftpdlib  2.2.0 (requirements.txt), quiet    driven by ftplib with 1 MiB blocks
     pyftpdlib+fsync  the same, fsync before 226   uploads with our durability ("same work")
-    login floor  bench/ftp_peer.py login-floor-server   canned 220/331/230 replies: the logins' floor
+    bare       bench/ftp_peer.py login-bare-server   our login's frames, canned: I/O and json only
 
 Per file size (1 MiB, 64 MiB, 1 GiB; --quick: 1 MiB and 64 MiB) and repetition, the runs of one
 direction go back to back in a freshly shuffled order, so machine noise hits all alike; tables
@@ -28,9 +28,10 @@ put minus the sha256 pass its client makes over the file before sending.
 Goals (SPEC §9, issue 11): download ≥ 0.9× ceiling (64 MiB and 1 GiB), upload ≥ 0.85× ceiling and
 ≥ 1.0× pyftpdlib with the same durability, server RSS flat from 1 MiB to 1 GiB, 300 concurrent
 logins ≤ pyftpdlib's time in the same run. The logins run a third peer beside the two: the
-*floor*, the same three exchanges with nothing but the I/O (a selectors loop sending replies made at
-start-up, a raw-socket client; no parsing, no proof, no state), so the table shows what part of a
-login any Python implementation pays on this machine. The write-up is docs/ftp-benchmark.md.
+*bare* exchange: our login's three round trips of JSON frames with nothing but the I/O (a selectors
+loop sending replies made at start-up, a raw-socket client; no checks, no proof, no state), so the
+table shows what part of a login any Python implementation of this protocol pays on this machine.
+The write-up is docs/ftp-benchmark.md.
 Everything created carries socketlab.owner=bench and its own socketlab.project and is removed at
 the end, also after Ctrl-C, kill or an error.
 """
@@ -64,8 +65,8 @@ from socketlab.images import ImageBuilder  # noqa: E402
 PYFTPDLIB_VERSION = "2.2.0"
 MEM_LIMIT = "4g"            # page cache is charged to the container: 2 × 1 GiB files + a 1 GiB copy
 PORTS = {"ceiling": 20070, "ours": 20060, "ours-300": 20061, "pyftpd": 2121, "pyftpd-fsync": 2122,
-         "floor": 20062}
-LOGIN_SERVERS = {"ours": "ours-300", "pyftpd": "pyftpd", "floor": "floor"}   # login client kind -> server
+         "bare": 20062}
+LOGIN_SERVERS = {"ours": "ours-300", "pyftpd": "pyftpd", "bare": "bare"}   # login client kind -> server
 FTP_ROOT = "/data/srv/root"                 # our server's --root
 HOME = f"{FTP_ROOT}/home/bench"             # bench's home = pyftpdlib's root = the ceiling's dir
 CLIENT_DIR = "/data/cli"
@@ -266,12 +267,12 @@ class BenchLab:
         self.spawn("ceiling", f"{PEER} ceiling-server --port {PORTS['ceiling']} --dir {HOME}")
         self.spawn("pyftpd", f"{PEER} pyftpd-server --port {PORTS['pyftpd']} --root {HOME}")
         self.spawn("pyftpd-fsync", f"{PEER} pyftpd-server --port {PORTS['pyftpd-fsync']} --root {HOME} --fsync")
-        self.spawn("floor", f"{PEER} login-floor-server --port {PORTS['floor']}")
+        self.spawn("bare", f"{PEER} login-bare-server --port {PORTS['bare']}")
         self.spawn("ours", f"python3 -m ftp.server --port {PORTS['ours']} --root {FTP_ROOT} --quiet "
                            "--no-demo-users")
         # the second instance starts after the first has made server.secret (no race on creating it)
         self.run(self.server, f"{PEER} wait-listening {PORTS['ceiling']} {PORTS['pyftpd']} "
-                              f"{PORTS['pyftpd-fsync']} {PORTS['ours']} {PORTS['floor']}")
+                              f"{PORTS['pyftpd-fsync']} {PORTS['ours']} {PORTS['bare']}")
         self.spawn("ours-300", f"python3 -m ftp.server --port {PORTS['ours-300']} --root {FTP_ROOT} --quiet "
                                f"--no-demo-users --max-sessions {LOGIN_CLIENTS + 10}")
         self.run(self.server, f"{PEER} wait-listening {PORTS['ours-300']}")
@@ -460,7 +461,7 @@ def table_rows(results: Results, sizes: list[Size]) -> list[list[str]]:
 def login_rows(results: Results) -> list[list[str]]:
     rows = []
     for kind, label in (("ours", "ours (--max-sessions 310), FtpClient"), ("pyftpd", "pyftpdlib, ftplib"),
-                        ("floor", "floor: canned replies, raw-socket client")):
+                        ("bare", "bare exchange: canned frames, raw-socket client")):
         runs = results.logins.get(kind, [])
         if not runs:
             continue
@@ -521,13 +522,13 @@ def goals(results: Results, sizes: list[Size]) -> list[tuple[str, str, str]]:
         ratio = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["ours"], results.logins["pyftpd"]))
         out.append((f"{LOGIN_CLIENTS} logins <= pyftpdlib's time", f"ours {t:.3f} s, pyftpdlib {p:.3f} s: "
                     f"{ratio:.2f}x its time (median of per-repetition ratios)", verdict(1.0 - ratio, 0.0)))
-        if results.logins.get("floor"):
-            floor = results.logins["floor"]
-            f = med(r["seconds"] for r in floor)
-            ours_f = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["ours"], floor))
-            py_f = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["pyftpd"], floor))
-            out.append(("", f"the floor (I/O only) {f:.3f} s: ours {ours_f:.2f}x the floor, pyftpdlib "
-                        f"{py_f:.2f}x", ""))
+        if results.logins.get("bare"):
+            bare = results.logins["bare"]
+            bare_s = med(r["seconds"] for r in bare)
+            ours_b = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["ours"], bare))
+            py_b = med(a["seconds"] / b["seconds"] for a, b in zip(results.logins["pyftpd"], bare))
+            out.append(("", f"the bare exchange (our frames, I/O and json only) {bare_s:.3f} s: ours {ours_b:.2f}x "
+                        f"it, pyftpdlib {py_b:.2f}x", ""))
     return out
 
 

@@ -5,7 +5,7 @@ Server container (long-running, started once):
     python3 ftp_peer.py ceiling-server --port 20070 --dir D     bare-socket ceilings, one loop
     python3 ftp_peer.py pyftpd-server --port 2121 --root D      pyftpdlib 2.2.0, quiet, one user
     python3 ftp_peer.py pyftpd-server --port 2122 --root D --fsync   the same, fsync before the 226
-    python3 ftp_peer.py login-floor-server --port 20062        the logins' floor (canned replies)
+    python3 ftp_peer.py login-bare-server --port 20062         our login's frames, canned
 
 Client container (one process per measurement; prints exactly one JSON line):
 
@@ -13,7 +13,7 @@ Client container (one process per measurement; prints exactly one JSON line):
     python3 ftp_peer.py transfer ours get --mode verified --local /data/cli/x --remote f64m
     python3 ftp_peer.py transfer pyftpd put --local /data/cli/f64m --remote up-pyftpd-f64m
     python3 ftp_peer.py logins ours --clients 300
-    python3 ftp_peer.py logins floor --clients 300               the floor's raw-socket client
+    python3 ftp_peer.py logins bare --clients 300                its raw-socket client
 
 Either:
 
@@ -257,7 +257,7 @@ def pyftpd_server(port: int, root: str, user: str, password: str, fsync: bool = 
 
 
 # ---------------------------------------------------------------------------------------------
-# The logins' floor: the same three exchanges, with nothing but the I/O
+# The logins' bare exchange: our three round trips of frames, with nothing but the I/O
 # ---------------------------------------------------------------------------------------------
 
 FRAME_PREFIX = struct.Struct("!I")       # the framing lesson's prefix: header length, network order
@@ -268,12 +268,12 @@ def json_frame(header: dict) -> bytes:
     return FRAME_PREFIX.pack(len(raw)) + raw
 
 
-def login_floor_server(port: int) -> None:
+def login_bare_server(port: int) -> None:
     """What any Python server must do for a login of our protocol, and no more: a selectors loop
     that accepts, greets, and answers each frame with a reply made at start-up (the 220, the
     331, the 230 and the 221 our server sends, of the same sizes). It parses nothing, checks no
-    proof, keeps no session state but a counter: the floor our server's login is measured
-    against, in the same run. Not a server anyone should run."""
+    proof, keeps no session state but a counter: what our protocol's login costs before any of
+    our code runs, measured in the same run. Not a server anyone should run."""
     import selectors
 
     from ftp.protocol import Code, FtpConnection, Role, greeting, reply
@@ -291,7 +291,7 @@ def login_floor_server(port: int) -> None:
     listener.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
-    print(f"login floor listening on 0.0.0.0:{port}", flush=True)
+    print(f"bare login exchange listening on 0.0.0.0:{port}", flush=True)
     while True:
         for key, _ in selector.select():
             if key.data is None:
@@ -320,8 +320,8 @@ def login_floor_server(port: int) -> None:
             said[0] += 1
 
 
-class FloorSession:
-    """The floor's client: a raw socket, the length prefix and json, nothing checked but codes."""
+class BareSession:
+    """The bare exchange's client: a raw socket, the length prefix and json, nothing checked but codes."""
 
     def __init__(self, host: str, port: int) -> None:
         self.sock = socket.create_connection((host, port), timeout=30)
@@ -337,11 +337,11 @@ class FloorSession:
                 if len(self.pending) >= end:
                     header, self.pending = json.loads(self.pending[FRAME_PREFIX.size:end]), self.pending[end:]
                     if header.get("code") != code:
-                        raise RuntimeError(f"floor: expected {code}, got {header}")
+                        raise RuntimeError(f"bare exchange: expected {code}, got {header}")
                     return header
             chunk = self.sock.recv(65536)
             if not chunk:
-                raise EOFError("floor server closed")
+                raise EOFError("the bare exchange's server closed")
             self.pending += chunk
 
     def login(self, user: str) -> None:
@@ -567,12 +567,12 @@ def login_function(args: argparse.Namespace) -> tuple[Callable[[], object], Call
             ftp.__exit__(None, None, None)        # quit + close
         return login, close
 
-    if args.kind == "floor":
-        def floor_login() -> object:
-            session = FloorSession(args.host, args.port)
+    if args.kind == "bare":
+        def bare_login() -> object:
+            session = BareSession(args.host, args.port)
             session.login(args.user)
             return session
-        return floor_login, lambda session: session.quit()
+        return bare_login, lambda session: session.quit()
 
     def ftplib_login() -> object:
         ftp = ftplib.FTP()
@@ -653,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ceiling-server")
     p.add_argument("--port", type=int, default=20070)
     p.add_argument("--dir", required=True)
-    p = sub.add_parser("login-floor-server")
+    p = sub.add_parser("login-bare-server")
     p.add_argument("--port", type=int, default=20062)
     p = sub.add_parser("pyftpd-server")
     p.add_argument("--port", type=int, default=2121)
@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fsync", action="store_true", help="fsync every upload before the 226")
     for name in ("transfer", "logins"):
         p = sub.add_parser(name)
-        p.add_argument("kind", choices=sorted(CLIENTS) if name == "transfer" else ["ours", "pyftpd", "floor"])
+        p.add_argument("kind", choices=sorted(CLIENTS) if name == "transfer" else ["ours", "pyftpd", "bare"])
         if name == "transfer":
             p.add_argument("op", choices=["get", "put"])
             p.add_argument("--remote", required=True, help="file name on the server")
@@ -688,8 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_listening(args.ports)
     elif args.command == "ceiling-server":
         ceiling_server(args.port, args.dir)
-    elif args.command == "login-floor-server":
-        login_floor_server(args.port)
+    elif args.command == "login-bare-server":
+        login_bare_server(args.port)
     elif args.command == "pyftpd-server":
         pyftpd_server(args.port, args.root, args.user, args.password, args.fsync)
     elif args.command == "transfer":
