@@ -202,9 +202,11 @@ def read_request(conn: socket.socket, decoder: FrameDecoder) -> Request | None:
     while True:
         event = decoder.next_event()
         if event is NEED_DATA:
-            wait = IDLE_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
-            conn.settimeout(wait)
+            wait = IDLE_TIMEOUT if deadline is None else deadline - time.monotonic()
             try:
+                if wait <= 0:     # not settimeout(0): that makes the socket non-blocking instead
+                    raise TimeoutError
+                conn.settimeout(wait)
                 data = conn.recv(65536)
             except TimeoutError:
                 raise TimeoutError(f"request incomplete after {FRAME_TIMEOUT:.0f} s"

@@ -228,6 +228,18 @@ def test_slow_drip_request_is_cut_off(addr):
     alive(addr)
 
 
+def test_a_request_whose_deadline_has_just_passed_times_out_and_does_not_fail_the_socket(monkeypatch):
+    """The deadline can run out between two reads (a busy machine): that is the frame timeout,
+    not settimeout(0), which would make the socket non-blocking and its recv fail with EAGAIN
+    (seen in CI: the client got no error frame, only a close)."""
+    monkeypatch.setattr(fs, "FRAME_TIMEOUT", 0.0)     # the deadline passes right after byte 1
+    server, client = socket.socketpair()
+    with server, client:
+        client.sendall(encode_frame({"cmd": "echo late"})[:3])
+        with pytest.raises(TimeoutError, match="incomplete"):
+            fs.read_request(server, FrameDecoder())
+
+
 def test_more_connections_than_the_cap_get_a_polite_refusal(addr):
     socks = [connect(addr) for _ in range(fs.MAX_CLIENTS)]
     try:

@@ -394,11 +394,14 @@ def test_a_download_whose_bytes_do_not_match_the_digest_is_deleted(lab, tmp_path
     make(tmp_path / "d.bin", size)
     c = lab.login()
     c.put(str(tmp_path / "d.bin"))
+    c.get("d.bin", str(tmp_path / "first.bin"))   # now the server's digest cache holds this file
     stored = lab.home() / "d.bin"
     st = os.stat(stored)
-    with open(stored, "r+b") as f:          # same inode, size and mtime: the server's digest cache
-        f.seek(size // 2)                   # still holds the old digest, so it announces a digest
-        f.write(b"X")                       # the bytes it sends no longer have
+    with open(stored, "r+b") as f:          # same inode, size and mtime: the cache still holds the
+        f.seek(size // 2)                   # old digest, so the server announces a digest the
+        byte = f.read(1)[0]                 # bytes it sends no longer have (one byte flipped)
+        f.seek(size // 2)
+        f.write(bytes([byte ^ 0xFF]))
     os.utime(stored, ns=(st.st_atime_ns, st.st_mtime_ns))
     dest = tmp_path / "copy.bin"
     with pytest.raises(FtpError, match="sha256 mismatch"):
