@@ -829,13 +829,13 @@ class FtpServer:
         timeout, "later" would be the next connection. (Measured: about 1 SIGTERM in 30 was lost
         that way.)
         """
-        try:
-            self.listener.setblocking(False)
-        except OSError:           # stopped (the listener closed) before the loop even began
-            return
-        self.log(f"listening on {self.address[0]}:{self.address[1]}")
         with selectors.DefaultSelector() as selector:
-            selector.register(self.listener, selectors.EVENT_READ, None)
+            try:
+                self.listener.setblocking(False)
+                selector.register(self.listener, selectors.EVENT_READ, None)
+            except (OSError, ValueError):   # stopped (the listener closed) before the loop began
+                return
+            self.log(f"listening on {self.address[0]}:{self.address[1]}")
             while not self._stopping.is_set():
                 try:
                     ready = selector.select(self._lobby_timeout(poll_interval))
