@@ -191,10 +191,12 @@ def _parse_int(text: str) -> int:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     # json keeps the last of duplicate keys; two "size" keys would let two readers disagree.
     fields = dict(pairs)
-    if len(fields) != len(pairs):
+    if len(fields) != len(pairs):          # some key came twice: find it, to name it
         seen: set = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise BadHeader(f"header has the key {twice!r} twice")
+        for key, _ in pairs:
+            if key in seen:
+                raise BadHeader(f"header has the key {key!r} twice")
+            seen.add(key)
     return fields
 
 
