@@ -15,6 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from ftp.client import FtpClient
 from tests.loopback import free_port, wait_listening
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
@@ -128,17 +129,18 @@ def test_ftp_shell_survives_mistakes_and_a_lost_server(ftp_server, tmp_path):
 
 
 class SlowFirstProxy:
-    """127.0.0.1 proxy to a server: the first connection's upload crawls (so a test can press Ctrl-C
-    in the middle of it), every later one is relayed at full speed. Bounded: daemon threads, closed
-    at the end of the test."""
+    """127.0.0.1 proxy to a server: one direction of the first connection crawls (``slow="up"``:
+    what the client sends, ``"down"``: what the server sends), so a test can press Ctrl-C in the
+    middle of a transfer; every later connection is relayed at full speed. Bounded: daemon threads,
+    closed at the end of the test."""
 
-    CHUNK, PAUSE = 16384, 0.05                 # ~320 KiB/s for the first connection's upload
+    CHUNK, PAUSE = 16384, 0.05                 # ~320 KiB/s for the first connection's slow direction
 
-    def __init__(self, target: int) -> None:
-        self.target = target
+    def __init__(self, target: int, slow: str = "up") -> None:
+        self.target, self.slow = target, slow
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.first_up = 0                      # bytes relayed upstream on the first connection
+        self.first_up = 0                      # bytes relayed the slow way on the first connection
         self.connections = 0
         self.sockets: list[socket.socket] = [self.listener]
         import threading
@@ -154,9 +156,10 @@ class SlowFirstProxy:
             up = socket.create_connection(("127.0.0.1", self.target))
             self.sockets += [down, up]
             self.connections += 1
-            slow = self.connections == 1
-            self.threading.Thread(target=self._pipe, args=(down, up, slow), daemon=True).start()
-            self.threading.Thread(target=self._pipe, args=(up, down, False), daemon=True).start()
+            first = self.connections == 1
+            self.threading.Thread(target=self._pipe, args=(down, up, first and self.slow == "up"), daemon=True).start()
+            self.threading.Thread(target=self._pipe, args=(up, down, first and self.slow == "down"),
+                                  daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
         try:
@@ -207,6 +210,42 @@ def test_ftp_ctrl_c_in_the_middle_of_an_upload_keeps_the_session_and_the_bytes(f
         proxy.close()
     stored = tmp_path / "root" / "home" / "alice" / "big.bin"
     assert stored.read_bytes() == (tmp_path / "big.bin").read_bytes()
+
+
+def test_ftp_ctrl_c_in_the_middle_of_a_download_keeps_the_part_and_the_next_get_resumes(ftp_server, tmp_path):
+    port, _, _ = ftp_server
+    data = os.urandom(3_000_000)
+    (tmp_path / "big.bin").write_bytes(data)
+    proxy = SlowFirstProxy(port, slow="down")
+    try:
+        with FtpClient("127.0.0.1", port) as ftp:      # straight to the server: the file is there
+            ftp.login("alice", "wonderland")
+            ftp.put(str(tmp_path / "big.bin"))
+        (tmp_path / "big.bin").unlink()
+        c = spawn(["-m", "ftp.client", "--host", "127.0.0.1", "--port", str(proxy.port), "--no-progress",
+                   "--password", "wonderland"], tmp_path)
+        c.expect("ftp alice:/> ")
+        c.sendline("get big.bin")
+        deadline = time.monotonic() + 30
+        while proxy.first_up < 400_000 and time.monotonic() < deadline:   # well inside the body
+            time.sleep(0.05)
+        assert proxy.first_up >= 400_000, f"the download did not start ({proxy.first_up} bytes relayed)"
+        c.sendcontrol("c")
+        c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
+        c.expect("ftp alice:/> ")
+        kept = (tmp_path / ".big.bin.part").stat().st_size
+        assert 0 < kept < len(data) and not (tmp_path / "big.bin").exists()
+        c.sendline("get big.bin")            # resumes from the local part, and verifies the whole file
+        c.expect(r"226 .* \(resumed from byte (\d+)\)")
+        assert int(c.match.group(1)) == kept
+        c.expect("ftp alice:/> ")
+        c.sendline("quit")
+        c.expect("221")
+        c.expect(pexpect.EOF)
+    finally:
+        proxy.close()
+    assert (tmp_path / "big.bin").read_bytes() == data
+    assert not any(tmp_path.glob(".big.bin.part*"))
 
 
 # every interactive client, and what it shows when it waits for a line
