@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from framing.codec import (
@@ -31,6 +31,7 @@ from framing.codec import (
     decode_frames,
     encode_frame,
     encode_header,
+    parse_header,
 )
 from framing.sockio import read_frame, recv_exact, send_frame
 
@@ -173,6 +174,51 @@ def test_arbitrary_json_headers_raise_only_framing_errors(value):
         decode_frames(header_prefixed(raw))
     except FramingError:
         pass
+
+
+def strict_reference(raw: bytes) -> dict:
+    """parse_header as it was before its fast path: every integer's digits counted, the nesting
+    always walked. The fast path must agree with it on every input."""
+    from framing import codec
+    fields = codec._STRICT.decode(raw.decode("utf-8"))
+    if not isinstance(fields, dict):
+        raise BadHeader("not an object")
+    codec._check_depth(fields)
+    return fields
+
+
+digit_heavy = st.text(alphabet="0123456789ab{[", max_size=30)
+tricky_scalars = (st.none() | st.booleans() | st.integers(-10**25, 10**25) | digit_heavy
+                  | st.floats(allow_nan=False, allow_infinity=False))
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@SETTINGS
+@example(nested(31))          # with the outer object: 32 levels, the limit
+@example(nested(32))          # 33 levels: refused
+@example(10**20)              # 21 digits: refused
+@example(-(10**19))           # 20 digits and a sign: fine
+@example("1" * 30)            # a long digit run in a string: fine (the strict path runs)
+@given(st.recursive(tricky_scalars, lambda inner: st.lists(inner, max_size=2)
+                    | st.dictionaries(st.sampled_from("abcd"), inner, max_size=3), max_leaves=40))
+def test_the_fast_path_accepts_and_refuses_exactly_what_the_strict_parser_does(value):
+    raw = json.dumps({"v": value}).encode()
+    try:
+        expected = strict_reference(raw)
+    except (BadHeader, RecursionError):
+        expected = None
+    try:
+        got = parse_header(raw)
+        got.pop("size")
+    except BadHeader:
+        got = None
+    assert got == expected
 
 
 @pytest.mark.parametrize("raw, message", [
