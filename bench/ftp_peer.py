@@ -277,11 +277,15 @@ def login_bare_server(port: int) -> None:
     import selectors
 
     from ftp.protocol import Code, FtpConnection, Role, greeting, reply
+    from ftp.server import parse_args
 
     def frame_of(message) -> bytes:
         return FtpConnection(Role.SERVER).send(message)
 
-    canned = [frame_of(greeting(310)),
+    c = parse_args(["--max-sessions", "310"])      # the greeting of the ours-300 server, byte for byte
+    canned = [frame_of(greeting(c.max_sessions, idle_timeout=c.idle_timeout, header_deadline=c.header_deadline,
+                                login_deadline=c.login_deadline, stall_timeout=c.stall_timeout,
+                                min_body_rate=c.min_body_rate, rate_window=c.rate_window)),
               frame_of(reply(Code.NEED_PROOF, "prove you know the password", user="bench", snonce="5a" * 16,
                              kdf="scrypt", salt="00" * 16, n=16384, r=8, p=1)),
               frame_of(reply(Code.LOGGED_IN, "welcome, bench", user="bench", home="/",

@@ -491,7 +491,7 @@ class FtpClient:
             if hasher is not None and got is None:
                 hasher.stop()
             os.close(fd)
-        if got is None:           # cut_after stopped it (a test of resume)
+        if got is None:           # cut_after stopped it early: a crash on purpose (--cut-after)
             self.close()
             raise TransferCut(received)
         done = self.read_reply()
