@@ -140,7 +140,7 @@ class SlowFirstProxy:
         self.target, self.slow = target, slow
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.first_up = 0                      # bytes relayed the slow way on the first connection
+        self.first_slow = 0                    # bytes relayed the slow way on the first connection
         self.connections = 0
         self.sockets: list[socket.socket] = [self.listener]
         import threading
@@ -166,7 +166,7 @@ class SlowFirstProxy:
             while chunk := src.recv(self.CHUNK if slow else 1 << 16):
                 dst.sendall(chunk)
                 if slow:
-                    self.first_up += len(chunk)
+                    self.first_slow += len(chunk)
                     time.sleep(self.PAUSE)
         except OSError:
             pass
@@ -192,9 +192,9 @@ def test_ftp_ctrl_c_in_the_middle_of_an_upload_keeps_the_session_and_the_bytes(f
         c.expect("ftp alice:/> ")
         c.sendline("put big.bin")
         deadline = time.monotonic() + 30
-        while proxy.first_up < 400_000 and time.monotonic() < deadline:   # well inside the body
+        while proxy.first_slow < 400_000 and time.monotonic() < deadline:   # well inside the body
             time.sleep(0.05)
-        assert proxy.first_up >= 400_000, f"the upload did not start ({proxy.first_up} bytes relayed)"
+        assert proxy.first_slow >= 400_000, f"the upload did not start ({proxy.first_slow} bytes relayed)"
         c.sendcontrol("c")
         c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
         c.expect("ftp alice:/> ")
@@ -227,9 +227,9 @@ def test_ftp_ctrl_c_in_the_middle_of_a_download_keeps_the_part_and_the_next_get_
         c.expect("ftp alice:/> ")
         c.sendline("get big.bin")
         deadline = time.monotonic() + 30
-        while proxy.first_up < 400_000 and time.monotonic() < deadline:   # well inside the body
+        while proxy.first_slow < 400_000 and time.monotonic() < deadline:   # well inside the body
             time.sleep(0.05)
-        assert proxy.first_up >= 400_000, f"the download did not start ({proxy.first_up} bytes relayed)"
+        assert proxy.first_slow >= 400_000, f"the download did not start ({proxy.first_slow} bytes relayed)"
         c.sendcontrol("c")
         c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
         c.expect("ftp alice:/> ")
