@@ -182,22 +182,29 @@ class SlowFirstProxy:
             s.close()
 
 
+def ftp_shell_interrupted_mid_transfer(proxy: SlowFirstProxy, command: str, cwd: Path) -> pexpect.spawn:
+    """The interactive client through ``proxy``: type ``command``, press Ctrl-C once 400 000 bytes
+    went the slow way (well inside the body), and see it say what it kept and come back."""
+    c = spawn(["-m", "ftp.client", "--host", "127.0.0.1", "--port", str(proxy.port), "--no-progress",
+               "--password", "wonderland"], cwd)
+    c.expect("ftp alice:/> ")
+    c.sendline(command)
+    deadline = time.monotonic() + 30
+    while proxy.first_slow < 400_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proxy.first_slow >= 400_000, f"{command!r} did not start ({proxy.first_slow} bytes relayed)"
+    c.sendcontrol("c")
+    c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
+    c.expect("ftp alice:/> ")
+    return c
+
+
 def test_ftp_ctrl_c_in_the_middle_of_an_upload_keeps_the_session_and_the_bytes(ftp_server, tmp_path):
     port, _, _ = ftp_server
     (tmp_path / "big.bin").write_bytes(os.urandom(3_000_000))
     proxy = SlowFirstProxy(port)
     try:
-        c = spawn(["-m", "ftp.client", "--host", "127.0.0.1", "--port", str(proxy.port), "--no-progress",
-                   "--password", "wonderland"], tmp_path)
-        c.expect("ftp alice:/> ")
-        c.sendline("put big.bin")
-        deadline = time.monotonic() + 30
-        while proxy.first_slow < 400_000 and time.monotonic() < deadline:   # well inside the body
-            time.sleep(0.05)
-        assert proxy.first_slow >= 400_000, f"the upload did not start ({proxy.first_slow} bytes relayed)"
-        c.sendcontrol("c")
-        c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
-        c.expect("ftp alice:/> ")
+        c = ftp_shell_interrupted_mid_transfer(proxy, "put big.bin", tmp_path)
         c.sendline("put big.bin")            # the same session goes on, from where the server stopped
         c.expect(r"350 send (\d+) bytes from offset (\d+)")
         rest, offset = int(c.match.group(1)), int(c.match.group(2))
@@ -222,17 +229,7 @@ def test_ftp_ctrl_c_in_the_middle_of_a_download_keeps_the_part_and_the_next_get_
             ftp.login("alice", "wonderland")
             ftp.put(str(tmp_path / "big.bin"))
         (tmp_path / "big.bin").unlink()
-        c = spawn(["-m", "ftp.client", "--host", "127.0.0.1", "--port", str(proxy.port), "--no-progress",
-                   "--password", "wonderland"], tmp_path)
-        c.expect("ftp alice:/> ")
-        c.sendline("get big.bin")
-        deadline = time.monotonic() + 30
-        while proxy.first_slow < 400_000 and time.monotonic() < deadline:   # well inside the body
-            time.sleep(0.05)
-        assert proxy.first_slow >= 400_000, f"the download did not start ({proxy.first_slow} bytes relayed)"
-        c.sendcontrol("c")
-        c.expect("cancelled; the bytes so far are kept: run the same command again to resume")
-        c.expect("ftp alice:/> ")
+        c = ftp_shell_interrupted_mid_transfer(proxy, "get big.bin", tmp_path)
         kept = (tmp_path / ".big.bin.part").stat().st_size
         assert 0 < kept < len(data) and not (tmp_path / "big.bin").exists()
         c.sendline("get big.bin")            # resumes from the local part, and verifies the whole file
