@@ -49,6 +49,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from framing.codec import HEADER_LENGTH  # the frames' 4-byte length prefix (the image has services/)
+
 TIMEOUT = 120.0              # every socket has one; a 1 GiB transfer takes a few seconds here
 BUFFER = 1024 * 1024         # the ceilings' and ftplib's block size
 REQUEST = struct.Struct("!cQH")
@@ -260,12 +262,9 @@ def pyftpd_server(port: int, root: str, user: str, password: str, fsync: bool = 
 # The logins' bare exchange: our three round trips of frames, with nothing but the I/O
 # ---------------------------------------------------------------------------------------------
 
-FRAME_PREFIX = struct.Struct("!I")       # the framing lesson's prefix: header length, network order
-
-
 def json_frame(header: dict) -> bytes:
     raw = json.dumps(header).encode()
-    return FRAME_PREFIX.pack(len(raw)) + raw
+    return HEADER_LENGTH.pack(len(raw)) + raw
 
 
 def login_bare_server(port: int) -> None:
@@ -335,11 +334,11 @@ class BareSession:
 
     def expect(self, code: int) -> dict:
         while True:
-            if len(self.pending) >= FRAME_PREFIX.size:
-                (size,) = FRAME_PREFIX.unpack_from(self.pending)
-                end = FRAME_PREFIX.size + size
+            if len(self.pending) >= HEADER_LENGTH.size:
+                (size,) = HEADER_LENGTH.unpack_from(self.pending)
+                end = HEADER_LENGTH.size + size
                 if len(self.pending) >= end:
-                    header, self.pending = json.loads(self.pending[FRAME_PREFIX.size:end]), self.pending[end:]
+                    header, self.pending = json.loads(self.pending[HEADER_LENGTH.size:end]), self.pending[end:]
                     if header.get("code") != code:
                         raise RuntimeError(f"bare exchange: expected {code}, got {header}")
                     return header

@@ -482,7 +482,6 @@ class FtpClient:
                                 threads=GET_HASH_THREADS if size - start >= HASH_IN_BACKGROUND else None)
             self.lender = hasher if hasher.lends_buffers else None
             received = self._receive_file(fd, hasher, start, size, progress, cut_after)
-            self.lender = None
             os.fsync(fd)
             if start + received == size:
                 got = hasher.finish()
