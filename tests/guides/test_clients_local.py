@@ -16,7 +16,7 @@ import pexpect
 import pytest
 
 from ftp.client import FtpClient
-from tests.loopback import free_port, wait_listening
+from tests.loopback import free_port, wait_listening, wait_udp_bound
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 ENV = {**os.environ, "PYTHONPATH": str(SERVICES), "PYTHONUNBUFFERED": "1", "TERM": "dumb"}
@@ -255,12 +255,12 @@ def test_every_client_takes_a_students_odd_input_without_a_traceback(lesson, tmp
     """Empty, over-long and non-UTF-8 lines, Ctrl-C at the prompt: each gets a word or a reply,
     the prompt comes back, and the second Ctrl-C leaves without a traceback."""
     udp = lesson == "udp"
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     server_argv = [str(SERVICES / lesson / "server.py"), "--host", "127.0.0.1", "--port", str(port)]
     if udp:
         server = subprocess.Popen([sys.executable, *server_argv, "--quiet"], env=ENV, cwd=tmp_path,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        wait_udp_bound(port, proc=server)
     else:
         server = start(server_argv, port, tmp_path)
     prompt = CLIENTS[lesson]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback import free_port, wait_listening
+from tests.loopback import free_port, wait_listening, wait_udp_bound
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 TIMEOUT = 5.0
@@ -29,7 +29,7 @@ def start(lesson: str, port: int, udp: bool = False) -> subprocess.Popen:
                              "--port", str(port), *(["--quiet"] if udp else [])],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if udp:
-        time.sleep(0.5)
+        wait_udp_bound(port, proc=proc)
     else:
         wait_listening(port, proc=proc)
     return proc
