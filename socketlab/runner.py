@@ -11,6 +11,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,18 +107,21 @@ def lesson_run(lesson: Lesson, nodes: dict, server_cmd: list[str] | None = None,
                      server_args=command[len(lesson.server_program):])
 
 
+def lesson_session(run: LessonRun) -> AbstractContextManager[LessonRun]:
+    """The lesson module's ``session(run)`` that wraps all of a run's scenarios (e.g. to start
+    from a fresh state without touching the student's files), or the run as it is."""
+    session = getattr(module_of(run.lesson), "session", None)
+    return nullcontext(run) if session is None else session(run)
+
+
 def run_scenarios(run: LessonRun, scenarios: list[Scenario],
                   on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> list[ScenarioReport]:
-    """Run scenarios in order; a lesson module may wrap them all in its ``session(run)`` (e.g. to
-    start from a fresh state without touching the student's files)."""
-    session = getattr(module_of(run.lesson), "session", None)
-    if session is None:
-        return _run_each(run, scenarios, on_result)
-    with session(run) as prepared:
-        return _run_each(prepared, scenarios, on_result)
+    """Run scenarios in order, all inside one ``lesson_session``."""
+    with lesson_session(run) as prepared:
+        return run_each(prepared, scenarios, on_result)
 
 
-def _run_each(run: LessonRun, scenarios: list[Scenario],
+def run_each(run: LessonRun, scenarios: list[Scenario],
               on_result: Callable[[Scenario, ScenarioReport], None] | None) -> list[ScenarioReport]:
     reports = []
     for sc in scenarios:
@@ -298,9 +302,9 @@ class Checker:
         """`check --trace`: every scenario recorded; a failed one carries its ladder (calls and packets)."""
         from .trace.session import Recorder, ladder_lines
         with Recorder(self.client, manager, lesson, builder.ensure_capture()) as rec:
-            run = lesson_run(lesson, rec.nodes, server_cmd, client_cmd)
-            for sc in scenarios:
-                rec.run(run, sc)
+            with lesson_session(lesson_run(lesson, rec.nodes, server_cmd, client_cmd)) as run:
+                for sc in scenarios:
+                    rec.run(run, sc)
         reports = [t.report for t in rec.traces]
         for report in reports:
             if not report.passed and rec.result is not None:

@@ -25,7 +25,7 @@ from ..deploy import Instance, LabManager, Override
 from ..engine import LABEL_LESSON, LABEL_OWNER, LABEL_PROJECT, LABEL_ROLE, LABEL_VERSION
 from ..errors import LabError
 from ..images import ImageBuilder
-from ..runner import ScenarioReport, lesson_run, nodes_of, run_scenarios
+from ..runner import ScenarioReport, lesson_run, lesson_session, nodes_of, run_each
 from ..scenario import LessonRun, Node, RunResult, Scenario
 from ..scenarios import for_lesson
 from ..topology import Lesson, Topology
@@ -144,9 +144,9 @@ class Recorder:
     ``traced_overrides``): the capture sidecar, traced nodes, a time window per scenario.
 
         with Recorder(client, manager, lesson, builder.ensure_capture()) as rec:
-            run = lesson_run(lesson, rec.nodes)
-            for sc in scenarios:
-                rec.run(run, sc)
+            with lesson_session(lesson_run(lesson, rec.nodes)) as run:    # once, around all of them
+                for sc in scenarios:
+                    rec.run(run, sc)
         rec.result          # TraceResult with one annotated ladder per scenario
     """
 
@@ -175,7 +175,7 @@ class Recorder:
     def run(self, run: LessonRun, sc: Scenario,
             on_result: Callable[[Scenario, ScenarioReport], None] | None = None) -> ScenarioTrace:
         start = time.time_ns()
-        report = run_scenarios(run, [sc], on_result)[0]
+        report = run_each(run, [sc], on_result)[0]          # inside the caller's lesson_session
         self.traces.append(ScenarioTrace(report, start, time.time_ns()))
         return self.traces[-1]
 
@@ -230,9 +230,9 @@ def trace_lesson(client: docker.DockerClient, topology: Topology, lesson_id: str
         with Recorder(client, manager, lesson, capture_image, show_acks) as rec:
             say(f"  {', '.join(sorted(rec.containers))} up, call log and capture on; "
                 f"running {len(scenarios)} scenario{'s' if len(scenarios) != 1 else ''}")
-            run = lesson_run(lesson, rec.nodes)
-            for sc in scenarios:
-                rec.run(run, sc, on_result)
+            with lesson_session(lesson_run(lesson, rec.nodes)) as run:
+                for sc in scenarios:
+                    rec.run(run, sc, on_result)
         return rec.result
     finally:
         manager.down()

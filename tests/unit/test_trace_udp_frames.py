@@ -97,3 +97,26 @@ def test_frames_are_found_in_a_stream_and_past_bytes_the_framing_does_not_count(
     assert [f.header["op"] for f in found] == ["data", "put"]
     assert [f.header["op"] for f in frame_spans(two + trailer + one)] == ["data"]   # without resync: stops
     assert frame_spans(struct.pack("!I", 2**31) + b"{}") == []
+
+
+def test_a_deeply_nested_header_is_no_frame_and_does_not_stop_the_search():
+    """bad-input sends a header nested past the depth limit: json.loads raises RecursionError,
+    which crashed `check ftp --trace` for every server (found by an outside tester)."""
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    after = _frame({"op": "quit"})
+    found = frame_spans(struct.pack("!I", len(deep)) + deep + after, resync=True, limit=1 << 20)
+    assert [f.header["op"] for f in found] == ["quit"]
+
+
+def test_a_note_rule_that_fails_loses_only_its_note(monkeypatch):
+    """A rule that meets bytes it did not expect must not take `check --trace`'s report with it."""
+    from socketlab.trace import notes
+
+    def broken(ladder):
+        raise ValueError("unexpected bytes")
+
+    calls = [json.dumps({"t": T0, "dur": 1000, "pid": 9, "call": "socket", "fd": 3, "args": ["AF_INET", "SOCK_DGRAM"]})]
+    from socketlab.trace.callog import read_calls
+    monkeypatch.setitem(notes.RULES, "udp", (broken,))
+    ladder = annotate(merge(read_calls("client", "\n".join(calls)), [], {"client": "10.0.0.3"}), "udp")
+    assert ladder.rows and "the 'broken' note could not be made: ValueError: unexpected bytes" in ladder.rows[0].note
