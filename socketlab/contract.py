@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .scenario import Scenario
 
-VERSION = 4          # bump when any lesson's contract changes what it requires
+VERSION = 5          # bump when any lesson's contract changes what it requires
 BEGIN = "<!-- contract:begin (generated from socketlab/scenarios/{lesson}.py; edit it there) -->"
 END = "<!-- contract:end -->"
 

@@ -32,10 +32,11 @@ CONTRACT = Contract("ftp", (
         "wonderland (10 MiB quota), bob / builder (1 MiB) and alice2 / looking-glass (2 MiB); keep "
         "`<root>/users.json` in the documented format and each home in `<root>/home/<user>/`;",
         "log in by the SCRAM-style challenge-response of §4 (the password never crosses the wire; an "
-        "unknown user looks exactly like a wrong password; after 3 failures reply 421 and close);",
-        "confine each user to their home (`..`, absolute paths, a sibling home such as `alice2`, NUL, "
-        "symlinks out: refused with 553/550), enforce each user's quota (552, no file left) including "
-        "concurrent uploads, and serve many users at once;",
+        "unknown user looks exactly like a wrong password; each failure answered after a delay (~1 s, at "
+        "least 0.5 s); after 3 failures reply 421 and close);",
+        "confine each user to their home (`..`, a sibling home such as `alice2`, NUL, symlinks out: refused "
+        "with 553/550; an absolute path starts at the home, so `cd /` answers 250), enforce each user's "
+        "quota (552, no file left) including concurrent uploads, and serve many users at once;",
         "make uploads invisible until complete and verified (a hidden partial file, `os.replace` at the "
         "end), resume uploads and downloads at the offsets of §5, and verify sha256;",
         "with `--max-sessions N`, serve N sessions and answer the next with 421;",
@@ -180,8 +181,22 @@ def password_storage(run: LessonRun) -> Outcome:
 def login_limit(run: LessonRun) -> Outcome:
     probe = run.probe("login-limit")
     o = probe.observed
-    return outcome(probe, f"codes {o.get('codes')}, closed {o.get('closed')}, "
-                          f"seconds per attempt {o.get('seconds_per_attempt')}")
+    result = outcome(probe, f"codes {o.get('codes')}, closed {o.get('closed')}, "
+                            f"seconds per attempt {o.get('seconds_per_attempt')}")
+    if result.passed or o.get("error"):
+        return result
+    if (o.get("codes") or [])[:3] != [530, 530, 421]:
+        result.fix = ("answer a wrong proof with 530 (with attempts_left), and the third failure in a session "
+                      "with 421, then close the connection (docs/ftp-protocol.md §4)")
+    elif not o.get("closed"):
+        result.fix = "after the 421 for the third failure, close the connection (§4)"
+    elif not o.get("slowed_down"):
+        result.fix = ("answer each failed auth only after a delay (1 s by default; the check wants at least 0.5 s), "
+                      "without holding up the other sessions (a sleep in that session's thread or task): "
+                      "otherwise passwords can be guessed at full speed (§4)")
+    elif not o.get("new_session_ok"):
+        result.fix = "a new session must still log in with the right password after another session's failures"
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +212,8 @@ def two_users(run: LessonRun) -> Outcome:
 
 
 @scenario("isolation", "../, absolute paths, a sibling home (alice2), NUL and a symlink out of the home are "
-                       "all refused (553/550); nothing is read or written outside the home")
+                       "all refused (553/550), and 'cd /' goes to the home; nothing is read or written outside "
+                       "the home")
 def isolation(run: LessonRun) -> Outcome:
     link = "etc-link"
     made = run.server.run(["ln", "-sfn", "/etc", f"{homes(run)}/alice/{link}"], timeout=10)
@@ -213,10 +229,13 @@ def isolation(run: LessonRun) -> Outcome:
                   f"({'ok' if made.ok else 'FAILED: ' + made.stderr.strip()})",
                   f"server side: files named 'evil' anywhere under {server_root(run)}: {escaped or 'none'}"]
     passed = probe.ok and made.ok and not escaped
-    result = outcome(probe, f"{sum(1 for c in (o.get('codes') or {}).values() if c in (550, 553))}/"
-                            f"{len(o.get('codes') or {})} attempts refused; leaked {o.get('leaked_files')}; "
-                            f"written outside: {escaped}", passed, extra, transcript)
+    codes = o.get("codes") or {}
+    not_refused = o.get("not_refused") or []
+    result = outcome(probe, f"{len(codes) - len(not_refused)}/{len(codes)} attempts refused or not followed; "
+                            f"leaked {o.get('leaked_files')}; written outside: {escaped}", passed, extra, transcript)
     error = str(probe.observed.get("error") or "")
+    through_link = [label for label in not_refused if link in label]
+    cd_root = o.get("cd_root_code")
     if not result.passed and error and not escaped and ("frame" in error or "Protocol" in error):
         result.fix = ("the server does not speak the lab's protocol, so no path could even be tried: frames "
                       "(a 4-byte '!I' length, a JSON header, a body) and the requests of docs/ftp-protocol.md")
@@ -224,10 +243,24 @@ def isolation(run: LessonRun) -> Outcome:
         result.fix = ("the server closed the connection during the isolation attempts (see the transcript for "
                       "the last one): answer every path request with a reply, including a listing that holds "
                       "a symlink leading out of the home")
-    elif not result.passed:
+    elif not result.passed and (escaped or o.get("leaked_files") or set(not_refused) - set(through_link)):
         result.fix = ("os.path.join(home, path) lets '../x' and '/etc/x' out of the home: normalise the path "
                       "(os.path.realpath, which also follows symlinks) and refuse it with 553 unless "
                       "os.path.commonpath([home, real]) == home")
+    elif not result.passed and through_link:
+        result.fix = (f"{', '.join(repr(t) for t in through_link)} followed the symlink {link} -> /etc out of the "
+                      "home: resolve every path with os.path.realpath (which follows symlinks) before the "
+                      "os.path.commonpath check and answer 553 when it leads out (docs/ftp-protocol.md §2, Paths); "
+                      "`ls` of the link may instead list just the link's own entry, type \"link\"")
+    elif not result.passed and cd_root != 250:
+        result.fix = (f"'cd /' got {cd_root}: a path that starts with '/' starts at the user's home, so 'cd /' "
+                      "goes back to the home and answers 250 (docs/ftp-protocol.md §2, Paths)")
+    elif not result.passed and o.get("cwd_after") not in (None, "/"):
+        result.fix = (f"after the refused attempts pwd says {o.get('cwd_after')!r}: a refused cd must leave the "
+                      "current directory where it was ('/')")
+    elif not result.passed and not made.ok:
+        result.fix = (f"the lab could not plant its symlink in {homes(run)}/alice/: keep each user's home in "
+                      "<root>/home/<user>/ (docs/ftp-protocol.md §7)")
     return result
 
 

@@ -44,6 +44,9 @@ class Control:
 
 STUDENTS = [Control(p.parent.name, p.name.split("_")[0], p)
             for p in sorted((TESTS / "students").glob("*/*.py")) if p.name.split("_")[0] in ("server", "client")]
+# a folder of modules graded with --entry (written by an outside tester from the guide and docs/ftp-protocol.md
+# alone, importing none of the lab's modules)
+STUDENTS += [Control("ftp", "server", TESTS / "students" / "ftp" / "server_modules", "server.py")]
 
 NEGATIVE = [Control(lesson, role, TESTS / "negative" / name, None, fails, words)
             for lesson, role, name, fails, words in [
@@ -90,6 +93,15 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("udp", "server", "udp_recvfrom_1024.py", None, "truncation", ("recvfrom(1024)",)),
     ("sticky", "client", "sticky_client_prints_length.py", None, "client-exact-replies", ("4-byte length",)),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
+    ("ftp", "server", edited("ftp/server_compact.py", "ftp_server_follows_symlinks",
+                             "if not inside(os.path.realpath(disk), self.home):",
+                             "if False:  # MISTAKE: a symlink named last is followed wherever it leads"),
+     None, "isolation", ("followed the symlink", "os.path.realpath", "553")),
+    ("ftp", "server", edited("ftp/server_compact.py", "ftp_server_refuses_cd_root",
+                             "    def op_cd(self, h):\n",
+                             "    def op_cd(self, h):\n        if want_path(h) == '/':  # MISTAKE: 'cd /' refused\n"
+                             "            raise Reply(553, 'absolute paths are not allowed')\n"),
+     None, "isolation", ("'cd /' got 553", "starts at the user's home", "250")),
     ("ftp", "server", edited("ftp/server_compact.py", "ftp_server_no_digest_check",
                              'if hasher.hexdigest() != u["digest"]:',
                              'if False:  # MISTAKE: the digest the client announced is never compared'),
