@@ -121,8 +121,66 @@ def run_scenarios(run: LessonRun, scenarios: list[Scenario],
         return run_each(prepared, scenarios, on_result)
 
 
+def server_exit(run: LessonRun) -> tuple[int, list[str]] | None:
+    """(exit code, its last output lines) when the server container's program has ended, else None.
+
+    On a lesson container the server program is the container's main process: when it ends, the
+    container stops, every exec on it fails (409) and its name no longer resolves, so a scenario
+    would otherwise report those symptoms instead of the student's own traceback."""
+    container = getattr(run.server, "container", None)
+    if container is None:                  # a lab machine over SSH, this machine: nothing to look at
+        return None
+    try:
+        container.reload()
+        if container.status == "running":
+            return None
+        code = int(container.attrs.get("State", {}).get("ExitCode", -1))
+        output = container.logs().decode("utf-8", "replace").splitlines()
+    except docker.errors.APIError:
+        return None
+    return code, output[_restarted_at.get(container.id, 0):][-12:]   # this run's output, not an earlier one's
+
+
+_restarted_at: dict[str, int] = {}     # container id -> lines of output before the lab started it again
+
+
+def restart_server(run: LessonRun) -> bool:
+    """Start the ended server container again (its next scenario is graded on its own)."""
+    container = run.server.container
+    try:
+        _restarted_at[container.id] = len(container.logs().splitlines())
+        container.start()
+    except docker.errors.APIError:
+        return False
+    proto = "udp" if run.lesson == "udp" else "tcp"
+    return run.tool(run.server, "wait-listen", "--port", str(run.port()), "--proto", proto, "--timeout", "15",
+                    timeout=20).ok
+
+
+def exited_outcome(outcome: Outcome, code: int, output: list[str]) -> Outcome:
+    """The true story of a scenario during which the server program ended."""
+    last = next((line.strip() for line in reversed(output) if line.strip()), "")
+    said = f": {last}" if last else ""
+    if code == 0:
+        fix = (f"your server ended by itself (exit code 0{said}). A server must keep serving: accept() in a loop "
+               "that does not end after a client, and keep the listening socket open")
+    else:
+        fix = (f"your server ended (exit code {code}{said}). A server must keep serving: catch the errors of one "
+               "client's exchange (OSError: a client may leave at any time) so they end that connection, not "
+               "the server")
+    if "TypeError" in last and ("bytes-like" in last or "str" in last):
+        fix += "; sockets carry bytes: encode text before send() (b'...' or text.encode())"
+    crashed = outcome.summary.startswith("scenario crashed")     # its commands on the stopped container failed
+    seen = ("the scenario's commands on the server machine failed: its container had stopped" if crashed
+            else outcome.summary)
+    return Outcome(False, f"the server exited during this scenario (exit code {code}{said})", outcome.observed,
+                   [*([] if crashed else outcome.transcript), "", "the server program ended; its last output:",
+                    *(f"   {line}" for line in output[-12:] or ["(nothing)"]),
+                    f"(what the scenario saw: {seen})"], fix)
+
+
 def run_each(run: LessonRun, scenarios: list[Scenario],
-              on_result: Callable[[Scenario, ScenarioReport], None] | None) -> list[ScenarioReport]:
+             on_result: Callable[[Scenario, ScenarioReport], None] | None) -> list[ScenarioReport]:
     reports = []
     for sc in scenarios:
         started = time.monotonic()
@@ -131,6 +189,13 @@ def run_each(run: LessonRun, scenarios: list[Scenario],
         except Exception as exc:  # a broken scenario or student program must not stop the others
             outcome = Outcome(False, f"scenario crashed: {type(exc).__name__}: {exc}", {},
                               traceback.format_exc().splitlines()[-6:])
+        ended = server_exit(run)
+        if ended is not None:
+            outcome = exited_outcome(outcome, *ended)
+            if not restart_server(run):
+                outcome.transcript.append("(the lab could not start the server again for the next scenarios)")
+            else:
+                outcome.transcript.append("(the lab started the server again for the next scenario)")
         report = ScenarioReport(sc.name, sc.shows, outcome.passed, outcome.summary,
                                 round(time.monotonic() - started, 2), outcome.observed, outcome.transcript,
                                 required=not sc.advisory, fix=outcome.fix)

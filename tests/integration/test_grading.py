@@ -82,6 +82,8 @@ def edited(base: str, name: str, old: str, new: str) -> Path:
 MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
             for lesson, role, name, entry, fails, words in [
     ("basic", "server", "basic_binds_loopback.py", None, "accept-new-socket", ("127.0.0.1", "0.0.0.0")),
+    ("basic", "server", "basic_sends_str.py", None, "accept-new-socket",
+     ("server exited", "TypeError", "encode text before send()")),
     ("loops", "server", "loops_no_eof_check.py", None, "client-gone", ("b''", "spinning")),
     ("loops", "server", "loops_no_reuseaddr.py", None, "restart-after-quit", ("SO_REUSEADDR",)),
     ("socketserver", "server", "socketserver_instance_reuse.py", None, "restart-same-port",
