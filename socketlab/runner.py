@@ -158,21 +158,31 @@ def restart_server(run: LessonRun) -> bool:
 
 
 def exited_outcome(outcome: Outcome, code: int, output: list[str]) -> Outcome:
-    """The true story of a scenario during which the server program ended."""
+    """The true story of a scenario during which the server program ended. A scenario that saw the
+    death itself and named the input behind it (``observed["server_died_after"]``) keeps its words."""
     last = next((line.strip() for line in reversed(output) if line.strip()), "")
     said = f": {last}" if last else ""
+    keep_serving = ("A server must keep serving: catch the errors of one client's exchange (OSError: a client "
+                    "may leave at any time) so they end that connection, not the server")
     if code == 0:
         fix = (f"your server ended by itself (exit code 0{said}). A server must keep serving: accept() in a loop "
                "that does not end after a client, and keep the listening socket open")
+    elif code == 137:
+        fix = (f"your server was killed (exit code 137{said}: SIGKILL, most often the lab's memory limit): never "
+               f"allocate what a peer announces before checking it against a limit. {keep_serving}")
     else:
-        fix = (f"your server ended (exit code {code}{said}). A server must keep serving: catch the errors of one "
-               "client's exchange (OSError: a client may leave at any time) so they end that connection, not "
-               "the server")
+        fix = f"your server ended (exit code {code}{said}). {keep_serving}"
     if "TypeError" in last and ("bytes-like" in last or "str" in last):
         fix += "; sockets carry bytes: encode text before send() (b'...' or text.encode())"
     crashed = outcome.summary.startswith("scenario crashed")     # its commands on the stopped container failed
     seen = ("the scenario's commands on the server machine failed: its container had stopped" if crashed
             else outcome.summary)
+    if outcome.observed.get("server_died_after") and not crashed:
+        # the scenario saw the death itself and names the input that caused it: its words come first
+        return Outcome(False, f"{outcome.summary} (the server exited with code {code}{said})", outcome.observed,
+                       [*outcome.transcript, "", "the server program ended; its last output:",
+                        *(f"   {line}" for line in output[-12:] or ["(nothing)"])],
+                       f"{outcome.fix}; {fix}" if outcome.fix else fix)
     return Outcome(False, f"the server exited during this scenario (exit code {code}{said})", outcome.observed,
                    [*([] if crashed else outcome.transcript), "", "the server program ended; its last output:",
                     *(f"   {line}" for line in output[-12:] or ["(nothing)"]),

@@ -39,7 +39,7 @@ from framing.codec import (  # noqa: E402
 from framing.sockio import recv_exact, send_frame  # noqa: E402
 
 MAX_BODY = 64 * 2**20          # refuse replies announcing more than this (before reading them)
-MODES = ("normal", "trickle", "pipeline", "truncate", "oversize")
+MODES = ("normal", "trickle", "pipeline", "truncate", "corrupt", "oversize")
 MAX_COMMAND = 60000         # a request header is at most 64 KiB (codec limit), the command is in it
 PREVIEW = 2000                 # interactive mode shows at most this many characters of a body
 

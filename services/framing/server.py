@@ -23,7 +23,9 @@ Sending modes, so clients can be tested against a hostile network (request heade
     trickle   the first bytes one per send(), with TCP_NODELAY and short pauses
     pipeline  the reply ("more": true) and a second frame back to back, in one sendall
     truncate  announce the full size, send half the body, close
-    oversize  announce a header length of 2**32-1, then wait for the client to give up
+    corrupt   the right size and sha256 in the header, but one byte of the body flipped
+    oversize  announce a header length of 2**32-1, then keep the connection open (sending
+              nothing more) until the client gives up: a client without a limit hangs
 
 One thread per connection; a client that sends bad bytes gets a framed error and is closed,
 the others carry on. Big replies are generated while they are sent, CHUNK bytes at a time, so
@@ -71,9 +73,10 @@ IDLE_TIMEOUT = 60.0               # a silent client is dropped after this many s
 FRAME_TIMEOUT = 10.0              # ... and a started request must be complete within this
 TRICKLE_BYTES = 200               # "trickle": this many bytes go one per send() ...
 TRICKLE_PAUSE = 0.005             # ... with this pause after each
+OVERSIZE_HOLD = 30.0              # "oversize": the connection stays open this long for the client to give up
 PATTERN = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SECOND_FRAME = b"[second frame]"
-MODES = ("normal", "trickle", "pipeline", "truncate", "oversize")
+MODES = ("normal", "trickle", "pipeline", "truncate", "corrupt", "oversize")
 
 HELP = """\
 help          this list
@@ -81,7 +84,7 @@ echo TEXT     TEXT back
 big N         N bytes of a fixed pattern (N <= 16 MiB)
 lines N       "line 1" ... "line N", one per line
 hash          size and sha256 of the request's body
-modes (request header "mode"): normal trickle pipeline truncate oversize
+modes (request header "mode"): normal trickle pipeline truncate corrupt oversize
 """
 
 
@@ -295,9 +298,21 @@ def send_reply(conn: socket.socket, fields: dict, body: Body, mode: str) -> bool
             out.write(header[:len(header) // 2])
         out.flush()
         return False
+    elif mode == "corrupt":
+        if not body.size:       # no byte to flip: announce a wrong sha256 instead
+            body = Body(0, "0" * 64, lambda: iter(()))
+        pieces = frame_pieces(fields, body)
+        out.write(next(pieces))                  # prefix and header, with the body's true sha256
+        flipped = False
+        for piece in pieces:
+            if not flipped and piece:            # then the body, its first byte flipped
+                piece, flipped = bytes([piece[0] ^ 0x01]) + piece[1:], True
+            out.write(piece)
     elif mode == "oversize":
+        # No shutdown(SHUT_WR) here: an EOF would let a client that tries to read the announced
+        # 4 GiB stop anyway. The connection stays open, as a slow server's would, until it gives up.
         conn.sendall(HEADER_LENGTH.pack(2**32 - 1) + b'{"ok": true, "size": 0')
-        wait_for_client_to_close(conn)
+        wait_for_client_to_close(conn, timeout=OVERSIZE_HOLD, half_close=False)
         return False
     out.flush()
     return True
@@ -311,14 +326,15 @@ def send_error(conn: socket.socket, message: str) -> None:
         pass
 
 
-def wait_for_client_to_close(conn: socket.socket, timeout: float = 10.0) -> None:
+def wait_for_client_to_close(conn: socket.socket, timeout: float = 10.0, half_close: bool = True) -> None:
     """Read and discard until the client closes (or ``timeout``), so our close sends FIN, not RST.
 
     Closing a socket whose receive queue still holds unread bytes makes the kernel send RST,
     and an RST can destroy the error frame we just sent before the client reads it.
     """
     try:
-        conn.shutdown(socket.SHUT_WR)        # our side is done: the client sees EOF after our data
+        if half_close:
+            conn.shutdown(socket.SHUT_WR)    # our side is done: the client sees EOF after our data
         conn.settimeout(timeout)
         discarded = 0
         while discarded < 2**20 and (chunk := conn.recv(65536)):

@@ -2,7 +2,7 @@
 
 A student's SERVER is graded with hostile clients made by the probes themselves (requests one byte
 per send, several requests in one segment, clients vanishing mid-frame, broken frames); it needs
-no test modes. The reference server's sending modes (trickle, pipeline, truncate, oversize) show
+no test modes. The reference server's sending modes (trickle, pipeline, truncate, corrupt, oversize) show
 the phenomena in the demo, and grade a student's CLIENT: the client scenario runs it in one-shot
 mode (``--command ... --mode ...``) against the reference server once per mode.
 Negative controls: tests/negative/framing_seed_server.py and framing_seed_client.py.
@@ -49,14 +49,19 @@ CONTRACT = Contract("framing", (
         "`\"more\": true` is followed by another frame that belongs to it);",
         "read exactly, whatever the sending mode: replies trickled one byte per send, two frames in "
         "one segment (`pipeline`);",
-        "verify every body against the header's `size` and `sha256`;",
-        "exit 0 only when every reply was complete, verified and ok; otherwise write a message to "
+        "verify every body against the header's `size` and `sha256` (`corrupt` sends a body whose "
+        "sha256 does not match);",
+        "exit 0 only when every reply was complete, verified and ok (a reply `{\"ok\": false, \"error\": "
+        "...}`, such as the answer to an unknown command, is not ok); otherwise write a message to "
         "stderr and exit non-zero, promptly: a reply cut short (`truncate`) or a header length of "
-        "2³²−1 (`oversize`) must not make it hang or allocate 4 GiB.",
+        "2³²−1 (`oversize`: the server then sends nothing more and keeps the connection open) must not "
+        "make it hang or allocate 4 GiB: refuse a header length over a limit (e.g. 64 KiB) right after "
+        "reading the 4 prefix bytes, within a few seconds.",
     ), ("print anything it likes to stderr.",)),
 ), ("The seed-style `tests/negative/framing_seed_server.py` and `framing_seed_client.py` fail; run "
     "them with `SEED_HEADER_FORMAT='!I'` to fix only the byte order, and they still fail "
-    "(`trickled-request`, `pipelined-requests`, `bad-input`; the client: trickle, pipeline, truncate).",))
+    "(`trickled-request`, `pipelined-requests`, `bad-input`; the client: trickle, pipeline, truncate, corrupt, "
+    "refused).",))
 
 
 @scenario("recv-sizes", "the same reply read with recv(1), recv(5), recv(4096) is identical, sha256 verified")
@@ -139,18 +144,41 @@ def trickled_request(run: LessonRun) -> Outcome:
                    "substitute, on a socket with a timeout it returns short")
 
 
-@scenario("pipelined-requests", "three requests and a body in ONE segment: four replies, in order")
+OVERREAD_FIX = ("a body read that asks for more than the remaining body bytes (a fixed recv(1024)) reads into "
+                "the next frame: ask for min(remaining, n) until exactly `size` body bytes are in, and keep "
+                "any bytes after the frame in a buffer for the next request")
+
+
+@scenario("pipelined-requests", "requests back to back in ONE segment, with and without a body before the "
+                                "next: every reply, in order")
 def pipelined_requests(run: LessonRun) -> Outcome:
     probe = run.probe("pipelined-requests")
     o = probe.observed
     if probe.ok:
-        return Outcome.from_probe(probe, "4 requests sent in one sendall() got 4 correct replies in order")
-    return Outcome(False, f"4 requests sent in one sendall(): {o.get('problem') or 'wrong replies'} "
-                          f"(echoes correct: {o.get('echoes_ok')}, hash correct: {o.get('hash_ok')})",
-                   o, probe.transcript,
-                   "one recv() may hold several frames: keep the bytes after the end of a frame in a buffer "
-                   "and start the next request from them; read a body with exactly `size` bytes, never a "
-                   "fixed recv(1024)")
+        return Outcome.from_probe(probe, "4 requests sent in one sendall() got 4 correct replies in order; a 'hash' "
+                                         "with a 2999-byte body and 2 echoes right behind it, in one sendall(), "
+                                         "got 3")
+    if o.get("probe_error"):
+        return Outcome(False, f"requests sent back to back in one sendall(): {o['probe_error']}", o,
+                       probe.transcript, "keep the server listening and answer every request in order")
+    parts = []
+    if not o.get("part1_ok"):
+        parts.append(f"3 echoes and a 'hash' with a body, in one sendall(): {o.get('problem') or 'wrong replies'} "
+                     f"(echoes correct: {o.get('echoes_ok')}, hash correct: {o.get('hash_ok')})")
+    if not o.get("part2_ok"):
+        seen, sent = o.get("body_first_server_body_size"), o.get("body_first_sent_size")
+        parts.append(f"a 'hash' with a {sent}-byte body followed by 2 echoes in the same sendall(): "
+                     f"{o.get('body_first_problem') or 'wrong replies'} (hash correct: "
+                     f"{o.get('body_first_hash_ok')}" + (f", the server counted {seen} body bytes" if seen is not None
+                                                         and seen != sent else "")
+                     + f"; echoes after the body correct: {o.get('after_body_echoes_ok')})")
+    fixes = []
+    if not o.get("part1_ok"):
+        fixes.append("one recv() may hold several frames: keep the bytes after the end of a frame in a buffer "
+                     "and start the next request from them")
+    if not o.get("part2_ok"):
+        fixes.append(OVERREAD_FIX)
+    return Outcome(False, "; ".join(parts), o, probe.transcript, "; ".join(fixes))
 
 
 @scenario("client-vanishes", "clients that leave mid-prefix, mid-header and mid-body leave the server serving")
@@ -163,32 +191,66 @@ def client_vanishes(run: LessonRun) -> Outcome:
                                      "connection only (catch the error per client), and keep accepting")
 
 
+# what to change when the server stopped (nobody listening afterwards) right after this bad frame
+DIED_FIX = {
+    "length-2**32-1": "check the announced header length against a limit (e.g. 64 KiB) right after reading the "
+                      "4 prefix bytes, before reading or allocating the header, and refuse a larger one with an "
+                      "error frame {\"ok\": false, \"error\": ...}",
+    "negative-if-signed": "unpack the prefix with '!I' (unsigned), check the length against a limit (e.g. 64 KiB) "
+                          "before reading the header, and refuse a larger one with an error frame",
+    "length-zero": "refuse a header length of 0 with an error frame before reading anything",
+    "deep-nesting": "catch RecursionError from json.loads (and refuse headers nested deeper than 32) with an "
+                    "error frame",
+    "huge-number": "check `size` (an int, not a bool, 0 to 8 MiB) before reading the body; int('1' + 400 "
+                   "zeros) and float('nan') must be refused with an error frame",
+    "nan-size": "check that `size` is an int (not a float, NaN or bool) before using it; refuse with an error frame",
+}
+
+
 @scenario("bad-input", "bad frames get a framed error; an idle client blocks nobody; the server survives")
 def bad_input(run: LessonRun) -> Outcome:
     probe = run.probe("bad-input", timeout=180)
     o = probe.observed
-    rejected, cases = o.get("rejected_with_error") or [], o.get("cases") or []
-    summary = (f"{len(rejected)}/{len(cases)} bad frames answered with an error frame; a second client served "
-               f"while another idles: {o.get('served_while_another_idles')}; a fresh client served "
-               f"afterwards: {o.get('still_serves')}")
+    rejected, cases, tried = o.get("rejected_with_error") or [], o.get("cases") or [], o.get("tried") or []
+    died = o.get("server_died_after")
+    if died:
+        summary = (f"{len(rejected)} of the {len(tried)} bad frames tried were answered with an error frame, then "
+                   f"the server died on '{died}' ({o.get('server_died_after_bytes')}): every later connection "
+                   f"failed ({o.get('refused')}); {len(o.get('not_tried') or [])} cases not tried")
+    elif o.get("probe_error") and not cases:
+        summary = f"the bad-input check could not run: {o['probe_error']}"
+    else:
+        summary = (f"{len(rejected)}/{len(cases)} bad frames answered with an error frame; a second client "
+                   f"served while another idles: {o.get('served_while_another_idles')}; a fresh client served "
+                   f"afterwards: {o.get('still_serves')}")
+        if o.get("silent_from"):
+            summary += (f"; the server went silent on '{o['silent_from']}' (no reply, connection left open), "
+                        "so the rest were not tried")
     if probe.ok:
         return Outcome.from_probe(probe, summary)
     fixes = []
-    if o.get("not_rejected"):
-        fixes.append(f"answer each bad frame ({', '.join(o['not_rejected'][:6])}) with "
+    if died:
+        fixes.append(DIED_FIX.get(died, f"catch the error that '{died}' raises and answer it with an error "
+                                        "frame") + "; an error in one connection must only close that "
+                                                   "connection, never stop the server")
+    not_rejected = [c for c in o.get("not_rejected") or [] if c != died]
+    if not_rejected:
+        fixes.append(f"answer each bad frame ({', '.join(not_rejected[:6])}) with "
                      "{\"ok\": false, \"error\": ...} before closing; check the length prefix against a limit "
                      "before reading the header, and catch every parse error (ValueError, UnicodeDecodeError, "
                      "RecursionError)")
-    if o.get("served_while_another_idles") is False:
+    if o.get("silent_from") and o["silent_from"] not in not_rejected:
+        fixes.append(f"answer '{o['silent_from']}' with an error frame instead of waiting for more bytes")
+    if not died and o.get("served_while_another_idles") is False:
         fixes.append("serve each client in its own thread (or with selectors/asyncio) so an idle client "
                      "blocks nobody")
-    if o.get("still_serves") is False:
+    if not died and o.get("still_serves") is False:
         fixes.append("keep the server alive: an error in one connection must only close that connection")
     return Outcome(False, summary, o, probe.transcript, "; ".join(fixes) or "see the transcript")
 
 
 @scenario("client", "the client prints exact replies when trickled or pipelined, and stops with an error "
-                    "on truncated or oversized frames", roles=("client",))
+                    "on truncated, corrupt, refused or oversized replies", roles=("client",))
 def client(run: LessonRun) -> Outcome:
     probe = run.probe("grade-client", "--client-cmd", shlex.join(run.client_cmd), timeout=180)
     passed = probe.observed.get("passed") or {}
@@ -197,7 +259,13 @@ def client(run: LessonRun) -> Outcome:
               "pipeline": "a reply with \"more\": true is followed by another frame: keep leftover bytes "
                           "and read the next frame from them",
               "truncate": "when recv() returns b'' before `size` body bytes, stop with an error (non-zero exit)",
-              "oversize": "refuse a header length over a limit (e.g. 64 KiB) before reading it; exit non-zero",
+              "corrupt": "compute hashlib.sha256(body).hexdigest() and compare it with the header's sha256; on "
+                         "a mismatch write an error to stderr and exit non-zero",
+              "refused": "look at the reply header's \"ok\": when it is not true, write its \"error\" to "
+                             "stderr and exit non-zero",
+              "oversize": "check the header length against a limit (e.g. 64 KiB) right after reading the 4 prefix "
+                          "bytes and refuse a larger one (error to stderr, exit non-zero), before reading the "
+                          "header: the server keeps the connection open, so reading 4 GiB never ends",
               "big": "read the body in a loop until `size` bytes are in, write them all, and exit 0"}
     why = probe.observed.get("why") or {}
     fix = "; ".join(f"{name}: {why[name]}" if "print()" in why.get(name, "") else advice.get(name, name)

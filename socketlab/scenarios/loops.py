@@ -73,19 +73,36 @@ def start_server(run: LessonRun, name: str, port: int, timeout: float = 10) -> P
 
 def start_watched(run: LessonRun, name: str, port: int, timeout: float = 10) -> ProbeResult:
     """Like start_server, but a small shell stays the server's parent and writes its exit status
-    to /tmp/<name>.exit (stop it with stop_watched). The server's own pid is /tmp/<name>-server.pid."""
+    to /tmp/<name>.exit (stop it with stop_watched). The server's own pid is /tmp/<name>-server.pid.
+
+    The server runs in a process group of its own (``setsid``), so that stop_watched stops the
+    whole server, like Ctrl-C in its terminal: a ForkingTCPServer's children too, which would
+    otherwise keep the idle clients' connections (and an inherited listening socket) open."""
     workdir = shlex.quote(run.workdir)
     server = shlex.join([*run.server_cmd, "--port", str(port)])
-    script = (f"rm -f /tmp/{name}.exit; cd {workdir} || exit 1; env PYTHONPATH={workdir} {server} & "
+    script = (f"rm -f /tmp/{name}.exit; cd {workdir} || exit 1; "
+              f"if command -v setsid >/dev/null; then s=setsid; else s=; fi; "
+              f"$s env PYTHONPATH={workdir} {server} & "
               f"echo $! >/tmp/{name}-server.pid; wait $!; echo $? >/tmp/{name}.exit")
     run.server.spawn(name, ["sh", "-c", script])
     return run.tool(run.server, "wait-listen", "--port", str(port), "--pid-file",
                       f"/tmp/{name}-server.pid", "--timeout", str(timeout), timeout=timeout + 10)
 
 
+def stop_group_script(name: str) -> list[str]:
+    """SIGTERM the server's process group (its own pid alone where setsid was missing), wait up to
+    5 s for the server to end, then SIGKILL whatever is left of the group."""
+    return ["sh", "-c",
+            f"p=$(cat /tmp/{name}.pid 2>/dev/null) || exit 0; "
+            f"kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; "
+            f"for i in $(seq 50); do grep -qs '^State:[[:space:]]*[^Z]' /proc/$p/status || break; sleep 0.1; done; "
+            f"kill -KILL -$p 2>/dev/null || kill -KILL $p 2>/dev/null; exit 0"]
+
+
 def stop_watched(run: LessonRun, name: str) -> int | None:
-    """SIGTERM the server started by start_watched; return its exit status (143 = killed by SIGTERM)."""
-    run.server.stop(f"{name}-server")
+    """SIGTERM the server started by start_watched (its whole process group: a forking server's
+    children too); return its exit status (143 = killed by SIGTERM)."""
+    run.server.run(stop_group_script(f"{name}-server"), timeout=15)
     run.tool(run.server, "wait-exit", "--pid-file", f"/tmp/{name}.pid")
     status = run.server.read_file(f"/tmp/{name}.exit").strip()
     return int(status) if status.isdigit() else None
@@ -124,6 +141,11 @@ def many_clients(run: LessonRun) -> Outcome:
     if o.get("error") and not served:
         what, fix = unreachable(run)
         return Outcome(False, f"{o['error']}; {what}", o, probe.transcript, fix)
+    if o.get("bytes_reversed"):
+        return Outcome(False, f"{served or 0}/10 sequential clients got their message reversed; "
+                              f"{o['bytes_reversed']} got its UTF-8 bytes reversed ('héllo' is 6 bytes: "
+                              "reversed bytes are not text)", o, probe.transcript,
+                       "reverse the text, not the bytes: data.decode('utf-8')[::-1].encode('utf-8')")
     return Outcome(False, f"{served or 0}/10 sequential clients got their message reversed", o, probe.transcript,
                    "answer each recv() with the text reversed, then after 'quit' close and accept() the next "
                    "client (see the transcript for what came back)")
@@ -177,11 +199,17 @@ def client_gone(run: LessonRun) -> Outcome:
     elif not load.ok:
         fix = ("after a client closes, recv() returns b'' at once, forever: check `if not data: break` "
                "and close that connection instead of spinning in the loop")
+    elif first.ok and second.observed.get("served") and second.observed.get("answered_quit") is not None:
+        fix = (f"the message 'quit' was answered ({second.observed['answered_quit']!r}) and the connection "
+               "kept open: when the message is 'quit', close the connection instead of answering it")
     elif not (first.ok and second.ok):
         fix = ("answer each message reversed, and after a client closes (recv() == b'') go back to "
                "accept() for the next one")
-    return Outcome(passed, f"after the client left: {observed['cpu_percent']}% CPU, next client served: "
-                           f"{observed['next_client_served']}", observed, transcript, fix)
+    summary = (f"after the client left: {observed['cpu_percent']}% CPU, next client served: "
+               f"{observed['next_client_served']}")
+    if second.observed.get("server_closed_after_quit") is False:
+        summary += "; after its 'quit' the server did not close the connection"
+    return Outcome(passed, summary, observed, transcript, fix)
 
 
 @scenario("restart-after-quit", "the server restarts on the same port right after it closed a "

@@ -76,10 +76,39 @@ def client_exact_replies(run: LessonRun) -> Outcome:
         return Outcome.from_probe(probe, f"{sum(exact)}/{len(exact)} replies printed exactly as the server sent "
                                          f"them ({o.get('expected_bytes')} bytes)")
     wrong = [c for c, good in zip(o.get("commands") or [], exact) if not good]
+    commands, printed = o.get("commands") or [], o.get("replies_printed", 0)
+    error, refused = o.get("client_error") or "", o.get("server_refused") or {}
     if o.get("client_exit") not in (0, None) and not wrong:
         fix = "exit 0 once every reply is printed (and finish within 60 s)"
         summary = f"every reply was right, but the client exited with {o.get('client_exit')}"
-    elif o.get("replies_printed", 0) < len(o.get("commands") or []) and not any(exact):
+    elif refused:
+        command, said = next(iter(refused.items()))
+        fix = (f"the server refused {command!r} as the client sent it ({said!r}): send each command as one "
+               "line, the command then '\\n' (e.g. sock.sendall(('frame ' + command + '\\n').encode()))")
+        summary = f"the server answered {len(refused)} command(s) with an error, first {command!r}: {said!r}"
+    elif o.get("timed_out"):
+        fix = ("the client waits for bytes that never come: a reply ends where its 4-byte length says "
+               "(struct.unpack('!I', ...), then exactly that many bytes), not when a recv() returns less than "
+               "asked or the server goes quiet")
+        summary = f"the client did not finish within 60 s; it printed {printed} of {len(commands)} replies"
+    elif error and printed < len(commands):
+        fix = f"the client crashed after {printed} of {len(commands)} replies ({error})"
+        if ("Timeout" in error or "timed out" in error) and printed == 0:
+            fix += (": no reply could be read at all. The server answers a command only once its line has "
+                    "ended (send the command, then '\\n'); a framed reply starts with a 4-byte length in "
+                    "network byte order, struct.unpack('!I', four_bytes) ('i' is the machine's own order, "
+                    "little-endian here, and reads a huge wrong length); and a reply ends where that length "
+                    "says - a recv() that returns less than asked (or exactly 1024) says nothing about the end")
+        elif "Timeout" in error or "timed out" in error:
+            fix += (": it waited for more bytes than the server sent - know where each reply ends from its "
+                    "4-byte length, struct.unpack('!I', four_bytes) (network byte order; 'i' is the machine's "
+                    "own, little-endian here), and read exactly that many bytes; a recv() that returns less "
+                    "than asked (or exactly 1024) says nothing about the end")
+        elif "struct.error" in error or "unpack requires" in error:
+            fix += (": it got fewer than 4 bytes where it expected a length - loop until all 4 bytes of the "
+                    "prefix are in, and stop when recv() returns b'' (the server closed)")
+        summary = f"the client exited with {o.get('client_exit')} after {printed} of {len(commands)} replies: {error}"
+    elif printed < len(commands) and not any(exact):
         fix = "print the line '--- end of reply ---' after each reply"
         summary = (f"found {o.get('replies_printed')} '--- end of reply ---' lines for "
                    f"{len(o.get('commands') or [])} commands")

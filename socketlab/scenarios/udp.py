@@ -79,7 +79,8 @@ def no_connection(run: LessonRun) -> Outcome:
     probe = run.probe("no-connection")
     o = probe.observed
     if not probe.ok:
-        return Outcome(False, f"two senders on ports {o.get('client_ports')} did not each get their own echo "
+        senders = f"two senders on ports {o['client_ports']}" if o.get("client_ports") else "two senders"
+        return Outcome(False, f"{senders} did not each get their own echo "
                               f"({o.get('probe_error') or o.get('error') or 'see the transcript'})", o,
                        probe.transcript, "answer each datagram to the address recvfrom() returned with it: "
                                          "sock.sendto(data, addr)")
@@ -94,7 +95,14 @@ def boundaries(run: LessonRun) -> Outcome:
     probe = run.probe("boundaries")
     outcome = Outcome.from_probe(probe, f"received {probe.observed.get('received')} and an empty datagram "
                                         f"({probe.observed.get('empty_datagram_len')} bytes)")
-    if not probe.ok:
+    o = probe.observed
+    if not probe.ok and o.get("raw_unchanged") is False and o.get("received") == ["a", "bb", "ccc"]:
+        outcome.summary = ("datagrams with edge spaces, '\\r\\n' or non-UTF-8 bytes came back changed: "
+                           f"{o.get('raw_echoes')}")
+        outcome.fix = ("echo the datagram's bytes unchanged: sock.sendto(data, addr) with data exactly as "
+                       "recvfrom() returned it (no decode()/strip()/encode(): spaces and newlines are data, "
+                       "and a datagram need not be UTF-8)")
+    elif not probe.ok:
         outcome.summary = f"expected the echoes b'a', b'bb', b'ccc' and b''; {outcome.summary}"
         outcome.fix = ("echo every datagram as it came, one sendto() per recvfrom(), including an empty one "
                        "(b'' is a real datagram in UDP, not the end of anything; note that asyncio's "

@@ -52,11 +52,16 @@ def test_bad_frames_get_errors_and_the_server_keeps_serving(module_lab):
     o = framing.bad_input(module_lab).observed
     assert o["not_rejected"] == []
     assert o["continued_after_recoverable"] and o["served_while_another_idles"] and o["still_serves"]
+    assert o["server_died_after"] is None and o["not_tried"] == [] and len(o["tried"]) == len(o["cases"])
 
 
 def test_reference_client_prints_exact_replies_under_every_sending_mode(module_lab):
     outcome = framing.client(module_lab)
     assert outcome.passed and outcome.observed["all_passed"]
+    # a corrupt body, an {"ok": false} reply and an oversize prefix on a connection kept open all end
+    # in a prompt non-zero exit
+    assert {"corrupt", "refused", "oversize"} <= set(outcome.observed["passed"])
+    assert outcome.observed["seconds"]["oversize"] < 5
 
 
 def test_the_reference_server_survives_the_hostile_clients_that_grade_student_servers(module_lab):
@@ -65,5 +70,6 @@ def test_the_reference_server_survives_the_hostile_clients_that_grade_student_se
     assert trickled.observed["reply_body"] == "trickled request"
     pipelined = framing.pipelined_requests(module_lab)
     assert pipelined.passed and pipelined.observed["echoes_ok"] == [True, True, True], pipelined.summary
+    assert pipelined.observed["body_first_hash_ok"] and pipelined.observed["after_body_echoes_ok"] == [True, True]
     vanished = framing.client_vanishes(module_lab)
     assert vanished.passed and vanished.observed["still_serves"] is True

@@ -591,9 +591,22 @@ def test_batch_shell(lab, tmp_path, monkeypatch, capsys):
     assert client_main([*login, "-c", "get nothing-here"]) == 1
 
 
-@pytest.mark.parametrize("name", [p for p in probes.PROBES if p != "max-sessions"])
+@pytest.mark.parametrize("name", [p for p in probes.PROBES if p not in ("max-sessions", "login-limit")])
 def test_the_probes_pass_against_the_reference_server(lab, name, capsys):
     assert probes.PROBES[name](lab.host, lab.port), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("delay", [0.6, 0.0])
+def test_the_login_limit_probe_wants_failures_slowed_down(tmp_path, capsys, delay):
+    """§4: each failed auth is answered after a delay; the probe passes a server that waits 0.6 s
+    and fails one that answers at once, saying so."""
+    lab = Lab(tmp_path / "root", login_delay=delay)
+    try:
+        assert probes.PROBES["login-limit"](lab.host, lab.port) is (delay > 0)
+    finally:
+        lab.stop()
+    out = capsys.readouterr().out
+    assert ("answered at once" in out) is (delay == 0), out
 
 
 def test_the_max_sessions_probe(tmp_path, capsys):

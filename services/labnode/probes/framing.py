@@ -453,14 +453,17 @@ def collect_replies(sock: socket.socket, timeout: float, wanted: int | None) -> 
         return headers, f"reset ({error_text(exc)})"
 
 
-def try_bad_input(host: str, port: int, name: str, data: bytes, half_close: bool,
-                  timeout: float) -> dict:
-    with connect(host, port, timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)     # "then close": we can still read the reply
-        elif name in RECOVERABLE:
-            request(sock, "echo still in step")
+def try_bad_input(sock: socket.socket, name: str, data: bytes, half_close: bool, timeout: float) -> dict:
+    with sock:
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)     # "then close": we can still read the reply
+            elif name in RECOVERABLE:
+                request(sock, "echo still in step")
+        except OSError as exc:                    # the server reset the connection while we sent
+            return {"case": name, "sent_bytes": len(data), "replies": 0, "error": None, "continued": False,
+                    "ended": f"reset while sending ({error_text(exc)})"}
         headers, ended = collect_replies(sock, timeout, 2 if name in RECOVERABLE else None)
     errors = [h.get("error") for h in headers if h.get("ok") is False]
     # the follow-up request is answered when an ok reply comes after the error (the contract does not
@@ -485,19 +488,51 @@ def still_serves(host: str, port: int, text: str, timeout: float = 5.0) -> bool:
     return True
 
 
+def server_gone(host: str, port: int, timeout: float, tries: int = 3) -> str | None:
+    """Why nobody answers any more (a connection refused...), or None while the server lives.
+
+    A server that is being killed (out of memory, say) may still have its listening socket for a
+    moment: the kernel completes a connection nobody will ever accept. So a connection that is
+    made but not answered is tried again, a little later.
+    """
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(0.5)
+        try:
+            sock = connect(host, port, timeout)
+        except OSError as exc:
+            return error_text(exc)
+        try:
+            with sock:
+                request(sock, "echo are you there")
+                read_frame(sock, FrameDecoder())
+            return None
+        except (OSError, EOFError, FramingError):
+            continue
+    return None        # connections are made but not answered: alive, if unwell (other checks say so)
+
+
 def bad_input(host: str, port: int, timeout: float = 3.0) -> bool:
     """Garbage frames: each gets a framed error; an idle client blocks nobody; the server survives."""
-    cases, silent_from = [], None
+    cases, silent_from, died_after, refused = [], None, None, None
     for name, data, half_close in BAD_INPUTS:
-        if silent_from is not None:
-            cases.append({"case": name, "error": None,
-                          "ended": f"not tried: server silent since {silent_from}"})
+        if silent_from is not None or died_after is not None:
+            cases.append({"case": name, "error": None, "tried": False,
+                          "ended": f"not tried: server silent since {silent_from}" if silent_from
+                          else f"not tried: server gone since {died_after}"})
             continue
         try:
-            case = try_bad_input(host, port, name, data, half_close, timeout)
-        except OSError as exc:
-            case = {"case": name, "error": None, "replies": 0, "continued": False,
-                    "ended": f"could not connect ({error_text(exc)})"}
+            sock = connect(host, port, timeout)
+        except OSError as exc:            # nobody listens any more: the previous case killed the server
+            refused = error_text(exc)
+            died_after = cases[-1]["case"] if cases else "(before the first case)"
+            print(f"{name:<27} could not connect ({refused}): the server stopped after the case "
+                  f"{died_after!r}")
+            cases.append({"case": name, "error": None, "tried": False,
+                          "ended": f"not tried: could not connect ({refused})"})
+            continue
+        case = try_bad_input(sock, name, data, half_close, timeout)
+        case["tried"] = True
         cases.append(case)
         note = (f"framed error {case['error']!r}" if case["error"] else "NO framed error")
         if name in RECOVERABLE:
@@ -506,19 +541,41 @@ def bad_input(host: str, port: int, timeout: float = 3.0) -> bool:
         print(f"{name:<27} {preview(data, 24):<34} -> {note}; connection {case['ended']}")
         if case["ended"] == "left open" and not case["error"]:
             silent_from = name             # the server stopped answering: do not wait on every case
+        elif not case["error"] and not (name in CLOSE_IS_ENOUGH and case["ended"] == "closed"):
+            gone = server_gone(host, port, timeout)     # did this frame kill the server?
+            if gone:
+                refused, died_after = gone, name
+                print(f"  ... and then nobody answered a new connection ({gone}): the server stopped on {name!r}")
     # a client that vanished mid-body cannot be told much: a clean close is as good as an error frame
     rejected = [c["case"] for c in cases if c.get("error") or (c["case"] in CLOSE_IS_ENOUGH
                                                                    and c.get("ended") == "closed")]
-
-    # An idle client must not stop others being served (an iterative server waits in its recv).
-    with connect(host, port):
-        others_served = still_serves(host, port, "served while another client idles")
-    print(f"a client connected and sent nothing; a second client was served meanwhile: {others_served}")
-    alive = still_serves(host, port, "still serving")
-    print(f"after all that, a fresh connection gets an answer: {alive}")
+    tried = [c["case"] for c in cases if c.get("tried")]
+    died_bytes = None
+    if died_after is not None:
+        died_bytes = next((preview(d, 24) for n, d, _ in BAD_INPUTS if n == died_after), None)
+        print(f"the server stopped accepting connections after {died_after!r} ({died_bytes}): "
+              f"{len(cases) - len(tried)} later cases not tried")
+        others_served = alive = False
+    else:
+        # An idle client must not stop others being served (an iterative server waits in its recv).
+        try:
+            with connect(host, port, timeout):
+                others_served = still_serves(host, port, "served while another client idles")
+            print(f"a client connected and sent nothing; a second client was served meanwhile: {others_served}")
+            alive = still_serves(host, port, "still serving")
+            print(f"after all that, a fresh connection gets an answer: {alive}")
+        except OSError as exc:        # the last case killed the server
+            refused, died_after = error_text(exc), cases[-1]["case"]
+            died_bytes = preview(BAD_INPUTS[-1][1], 24)
+            print(f"after the last case {died_after!r}, a new connection failed ({refused}): the server "
+                  "stopped")
+            others_served = alive = False
     ok = len(rejected) == len(cases) and others_served and alive
-    return result(ok, cases=cases, rejected_with_error=rejected,
-                  not_rejected=[c["case"] for c in cases if c["case"] not in rejected],
+    return result(ok, cases=cases, tried=tried, rejected_with_error=rejected,
+                  not_rejected=[c for c in tried if c not in rejected],
+                  not_tried=[c["case"] for c in cases if not c.get("tried")],
+                  server_died_after=died_after, server_died_after_bytes=died_bytes, refused=refused,
+                  silent_from=silent_from,
                   continued_after_recoverable=[c["case"] for c in cases if c.get("continued")],
                   served_while_another_idles=others_served, still_serves=alive)
 
@@ -532,8 +589,24 @@ CLIENT_CASES: list[tuple[str, list[str], str]] = [
     ("trickle", ["--command", "echo a trickled reply", "--mode", "trickle"], "body"),
     ("pipeline", ["--command", "big 1500", "--mode", "pipeline"], "body"),
     ("truncate", ["--command", "big 100000", "--mode", "truncate"], "error"),
+    ("corrupt", ["--command", "big 1000", "--mode", "corrupt"], "error"),
+    ("refused", ["--command", "no-such-command"], "error"),
     ("oversize", ["--command", "echo hi", "--mode", "oversize"], "error"),
 ]
+# a case's time limit when it is not case_timeout: "oversize" keeps the connection open after the
+# 4-byte prefix, so a client that tries to read the announced 4 GiB waits until it is killed
+CASE_TIMEOUTS = {"oversize": 5.0}
+# why a client that exited 0 (or hung) in an "error" case is wrong, in words a student can act on
+ACCEPTED = {
+    "truncate": "exit 0 although the connection closed before `size` body bytes arrived",
+    "corrupt": "exit 0 although the body's sha256 does not match the header's sha256 (never verified)",
+    "refused": 'exit 0 although the reply header said "ok": false (the "ok" field was never checked)',
+    "oversize": "exit 0 after a header length of 4294967295",
+}
+HUNG = {
+    "oversize": ("hung: the server announced a header of 4294967295 bytes and kept the connection open; "
+                 "the client was still trying to read that header when killed (no limit on the header length)"),
+}
 
 
 def expected_body(host: str, port: int, options: list[str]) -> bytes:
@@ -569,9 +642,10 @@ def grade_client(host: str, port: int, client_cmd: str, case_timeout: float = 15
     for name, options, expect in CLIENT_CASES:
         want = expected_body(host, port, options) if expect == "body" else b""
         argv = [*shlex.split(client_cmd), "--host", host, "--port", str(port), *options]
+        limit = CASE_TIMEOUTS.get(name, case_timeout)
         started = time.monotonic()
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=case_timeout)
+            proc = subprocess.run(argv, capture_output=True, timeout=limit)
             code, out, err, timed_out = proc.returncode, proc.stdout, proc.stderr, False
         except subprocess.TimeoutExpired as exc:
             code, out, err, timed_out = None, exc.stdout or b"", exc.stderr or b"", True
@@ -584,11 +658,24 @@ def grade_client(host: str, port: int, client_cmd: str, case_timeout: float = 15
                        + ("exact" if not mismatch else f"WRONG, {mismatch}")
                        + ("" if code == 0 else f"; exit {code} although the reply was fine"))
         else:
-            passed = not timed_out and code != 0 and bool(err.strip())
+            allocated = b"MemoryError" in err
+            passed = not timed_out and code not in (0, None) and bool(err.strip()) and not allocated
             verdict = "stopped with an error" if passed else "did NOT stop cleanly with an error"
-            mismatch = "" if passed else ("hung: killed after the time limit" if timed_out else
-                                          f"exit {code} with stderr {last_err[0][:80]!r}")
-        how = f"killed after {case_timeout:.0f} s" if timed_out else f"exit {code}"
+            if passed:
+                mismatch = ""
+            elif timed_out:
+                mismatch = HUNG.get(name, f"hung: killed after {limit:.0f} s")
+            elif allocated:
+                mismatch = "MemoryError: it tried to allocate the announced size instead of refusing it"
+            elif code is not None and code < 0:
+                mismatch = f"killed by signal {-code}" + (
+                    " (SIGKILL: out of memory, most likely: it allocated a buffer of the announced size "
+                    "instead of refusing it)" if code == -9 else "")
+            elif code == 0:
+                mismatch = ACCEPTED.get(name, "exit 0 although the reply was bad")
+            else:
+                mismatch = f"exit {code} without a message on stderr"
+        how = f"killed after {limit:.0f} s" if timed_out else f"exit {code}"
         print(f"{name:<9} $ {shlex.join(argv)}")
         print(f"          {how} in {seconds} s; {verdict}; stdout: {preview(out, 30)}; "
               f"stderr: {last_err[0][:160]!r}")
@@ -636,31 +723,85 @@ def trickled_request(host: str, port: int, text: str = "trickled request", pause
                   reply_body=reply.body.decode("utf-8", "replace"), problem="" if good else "wrong reply")
 
 
-def pipelined_requests(host: str, port: int) -> bool:
-    """Three requests in ONE send(): a server that reads recv(1024) as one request loses two."""
-    texts = ["first", "second", "third"]
-    data = b"".join(encode_frame({"cmd": f"echo {t}"}) for t in texts) + encode_frame({"cmd": "hash"}, b"x" * 3000)
+def send_and_read(host: str, port: int, data: bytes, wanted: int,
+                  timeout: float = 5.0) -> tuple[list[Frame], str]:
+    """Send ``data`` in one sendall() on a fresh connection; read up to ``wanted`` reply frames.
+
+    Returns (the frames read, what went wrong: '' when all ``wanted`` arrived).
+    """
     with connect(host, port) as sock:
-        sock.sendall(data)
-        print(f"sent 3 echo requests and a 'hash' with a 3000-byte body in one sendall() ({len(data)} bytes)")
-        decoder, replies, problem = FrameDecoder(), [], ""
-        sock.settimeout(5)
+        decoder, replies = FrameDecoder(), []
+        sock.settimeout(timeout)
         try:
-            for _ in range(4):
+            sock.sendall(data)
+            for _ in range(wanted):
                 replies.append(read_frame(sock, decoder))
         except TimeoutError:
-            problem = f"only {len(replies)} of 4 replies within 5 s"
+            return replies, f"only {len(replies)} of {wanted} replies within {timeout:.0f} s"
         except EOFError as exc:
-            problem = f"the server closed after {len(replies)} of 4 replies ({error_text(exc)})"
+            return replies, f"the server closed after {len(replies)} of {wanted} replies ({error_text(exc)})"
+        except FramingError as exc:
+            return replies, f"reply {len(replies) + 1} of {wanted} was not a valid frame ({error_text(exc)})"
+        except OSError as exc:             # reset: the server closed with our bytes still unread
+            return replies, f"the server reset the connection after {len(replies)} of {wanted} replies " \
+                            f"({error_text(exc)})"
+    return replies, ""
+
+
+def hash_reply_ok(frame: Frame | None, body: bytes) -> bool:
+    return (frame is not None and frame.header.get("ok") is True
+            and frame.header.get("body_size") == len(body)
+            and frame.header.get("body_sha256") == hashlib.sha256(body).hexdigest())
+
+
+def pipelined_requests(host: str, port: int) -> bool:
+    """Several requests in ONE send(): a server that reads recv(1024) as one request loses some.
+
+    Part 1: three echo requests and a 'hash' with a body, last. Part 2: a 'hash' whose body is
+    followed in the same sendall() by more requests: a body loop that always asks for recv(1024)
+    reads past the body into them (a body of 2999 bytes: a prime, so no fixed recv size but 1
+    ends exactly on it).
+    """
+    texts = ["first", "second", "third"]
+    upload = b"x" * 3000
+    data = b"".join(encode_frame({"cmd": f"echo {t}"}) for t in texts) + encode_frame({"cmd": "hash"}, upload)
+    replies, problem = send_and_read(host, port, data, 4)
+    print(f"part 1: sent 3 echo requests and a 'hash' with a 3000-byte body in one sendall() ({len(data)} bytes)")
     for frame in replies:
         print(f"  reply {summary(frame.header)} body {preview(frame.body)}")
-    echoes = [echo_body_ok(f, t) for f, t in zip(replies[:3], texts)]
-    hashed = (len(replies) == 4 and replies[3].header.get("body_size") == 3000
-              and replies[3].header.get("body_sha256") == hashlib.sha256(b"x" * 3000).hexdigest())
-    ok = not problem and all(echoes) and len(echoes) == 3 and hashed
     if problem:
-        print(problem)
-    return result(ok, replies=len(replies), echoes_ok=echoes, hash_ok=hashed, problem=problem)
+        print(f"  {problem}")
+    echoes = [echo_body_ok(f, t) for f, t in zip(replies[:3], texts)]
+    echoes += [False] * (3 - len(echoes))
+    hashed = hash_reply_ok(replies[3] if len(replies) > 3 else None, upload)
+    part1_ok = not problem and all(echoes) and hashed
+
+    body = bytes(range(256)) * 11 + bytes(range(183))        # 2999 bytes
+    after = ["after the body", "and one more"]
+    data = encode_frame({"cmd": "hash"}, body) + b"".join(encode_frame({"cmd": f"echo {t}"}) for t in after)
+    replies2, problem2 = send_and_read(host, port, data, 3)
+    print(f"part 2: sent a 'hash' with a {len(body)}-byte body, then 2 echo requests right behind it, in one "
+          f"sendall() ({len(data)} bytes)")
+    for frame in replies2:
+        print(f"  reply {summary(frame.header)} body {preview(frame.body)}")
+    if problem2:
+        print(f"  {problem2}")
+    body_hashed = hash_reply_ok(replies2[0] if replies2 else None, body)
+    seen_size = replies2[0].header.get("body_size") if replies2 else None
+    after_ok = [echo_body_ok(f, t) for f, t in zip(replies2[1:], after)]
+    after_ok += [False] * (2 - len(after_ok))
+    part2_ok = not problem2 and body_hashed and all(after_ok)
+    overread = not part2_ok
+    if overread:
+        counted = (f" (the server counted a body of {seen_size} bytes; we sent {len(body)})"
+                   if seen_size is not None and seen_size != len(body) else "")
+        print(f"  the body or the requests right behind it were not answered correctly{counted}: a body loop "
+              "that asks recv(1024) when fewer body bytes remain reads past the body into the next frame")
+    ok = part1_ok and part2_ok
+    return result(ok, replies=len(replies), echoes_ok=echoes, hash_ok=hashed, problem=problem,
+                  part1_ok=part1_ok, body_first_replies=len(replies2), body_first_problem=problem2,
+                  body_first_hash_ok=body_hashed, body_first_server_body_size=seen_size,
+                  body_first_sent_size=len(body), after_body_echoes_ok=after_ok, part2_ok=part2_ok)
 
 
 def client_vanishes(host: str, port: int) -> bool:

@@ -55,16 +55,21 @@ def wait_for_eof(sock: socket.socket, timeout: float = 5.0) -> bool:
 
 def many_clients(host: str, port: int, clients: int) -> int:
     """The connection loop: N clients one after another, each served, each with its own port."""
-    ports, served, closed_after_quit = [], 0, 0
+    ports, served, closed_after_quit, bytes_reversed = [], 0, 0, 0
     for i in range(1, clients + 1):
-        message = f"client {i} says hello"
+        # UTF-8 text, not only ASCII: 'é' and 'ö' are two bytes each
+        message = f"client {i} says héllo wörld"
         with connect(host, port) as sock:
             ports.append(sock.getsockname()[1])
             try:
-                reply = ask(sock, message).decode("utf-8", "replace")
+                raw = ask(sock, message)
+                reply = raw.decode("utf-8", "replace")
             except TimeoutError:
-                reply = "(no reply within 5 s)"
+                raw, reply = b"", "(no reply within 5 s)"
             good = reply == reversed_text(message)
+            if not good and raw == message.encode("utf-8")[::-1]:
+                bytes_reversed += 1
+                reply += " (its BYTES reversed: not valid UTF-8)"
             served += good
             sock.sendall(b"quit")
             eof = wait_for_eof(sock)
@@ -76,7 +81,8 @@ def many_clients(host: str, port: int, clients: int) -> int:
         "went back to accept() after each one")
     return emit_result(served == clients, {"clients": clients, "served": served, "client_ports": ports,
                                            "ports_distinct": distinct,
-                                           "closed_after_quit": closed_after_quit})
+                                           "closed_after_quit": closed_after_quit,
+                                           "bytes_reversed": bytes_reversed})
 
 
 def iterative(host: str, port: int, wait: float, a_leaves: str) -> int:
@@ -144,19 +150,29 @@ def exchange(host: str, port: int, message: str, leave: str, timeout: float) -> 
             reply = None
         say(f"client {client_port}: sent {message!r}, got "
             + (f"{reply!r}" if reply is not None else f"no reply within {timeout} s"))
-        server_closed = None
+        server_closed = answered_quit = None
         if reply is None:
             say("giving up on this client: the server never answered")
         elif leave == "quit":
             sock.sendall(b"quit")
-            server_closed = wait_for_eof(sock)
-            say(f"sent 'quit': the server closed the connection first: {server_closed}")
+            sock.settimeout(timeout)
+            try:
+                after_quit = sock.recv(1024)
+            except (TimeoutError, ConnectionError) as e:
+                after_quit = f"({type(e).__name__})"
+            server_closed = after_quit == b""
+            if server_closed or not isinstance(after_quit, bytes):
+                say(f"sent 'quit': the server closed the connection first: {server_closed}")
+            else:
+                answered_quit = after_quit.decode("utf-8", "replace")
+                say(f"sent 'quit': the server answered {answered_quit!r} instead of closing the connection "
+                    "(closed the connection first: False)")
         else:
             say("closing without 'quit': the server's recv() will return b''")
     served = reply == reversed_text(message)
     return emit_result(served and server_closed is not False,
                        {"connected": True, "reply": reply, "served": served, "client_port": client_port,
-                        "server_closed_after_quit": server_closed})
+                        "server_closed_after_quit": server_closed, "answered_quit": answered_quit})
 
 
 def close_order(host: str, port: int, closer: str) -> int:

@@ -180,11 +180,12 @@ def grade_client(host: str, port: int, client_cmd: str, commands: list[str] | No
     try:
         # bytes, not text: a client may print bytes that are not UTF-8 (a stray length prefix)
         proc = subprocess.run(argv, capture_output=True, timeout=60)
+        timed_out = False
         exit_code = proc.returncode
         stdout = proc.stdout.decode("utf-8", "replace")
         stderr = proc.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as exc:
-        exit_code, stderr = -1, "client did not finish within 60 s"
+        exit_code, stderr, timed_out = -1, "client did not finish within 60 s", True
         partial = exc.stdout or ""
         stdout = partial.decode("utf-8", "replace") if isinstance(partial, bytes) else partial
     printed = split_replies(stdout)
@@ -209,10 +210,13 @@ def grade_client(host: str, port: int, client_cmd: str, commands: list[str] | No
     if exit_code != 0:
         print(f"the client exited with {exit_code}: {stderr.strip()[-300:]}")
     ok = exit_code == 0 and all(exact) and len(printed) == len(commands)
+    last_error = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    refused = {c: got.strip()[:120] for c, got in zip(commands, printed) if got.startswith("error: ")}
     return result(ok, commands=commands, expected_bytes=[len(w) for w in expected],
                   printed_bytes=[len(p) for p in printed], exact=exact, printed_before_reply=prefixed,
-                  all_exact=all(exact),
-                  replies_printed=len(printed), client_exit=exit_code)
+                  all_exact=all(exact), replies_printed=len(printed), client_exit=exit_code,
+                  timed_out=timed_out, client_error=last_error if exit_code != 0 else "",
+                  server_refused=refused)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,10 @@ def connected_refused(address: tuple[str, int], tries: int = 3) -> int:
     return 0
 
 
+# echoed byte for byte: edge spaces and line ends are data, and a datagram need not be UTF-8
+RAW_PAYLOADS = (b"  two spaces each side  ", b"line\r\n", b"\xff\xfe not utf-8 \x00\n")
+
+
 def boundaries(host: str, port: int) -> bool:
     """Three datagrams queued together are still three recvs; an empty datagram is a message."""
     server = (socket.gethostbyname(host), port)
@@ -147,12 +151,25 @@ def boundaries(host: str, port: int) -> bool:
         received = [sock.recvfrom(65535)[0] for _ in range(3)]
         print(f"three recvfrom(65535) calls -> {received}: one datagram each, never merged "
               "(TCP would have given b'abbccc' to one recv)")
+        raw_echoes = []
+        for payload in RAW_PAYLOADS:
+            sock.sendto(payload, server)
+            try:
+                raw_echoes.append(sock.recvfrom(65535)[0])
+            except TimeoutError:
+                raw_echoes.append(None)
+        raw_ok = raw_echoes == list(RAW_PAYLOADS)
+        print(f"sent {len(RAW_PAYLOADS)} datagrams with edge spaces, CR LF and bytes that are not UTF-8: "
+              + ("each came back byte for byte" if raw_ok else
+                 "; ".join(f"sent {p!r}, got {'no echo within 5 s' if e is None else repr(e)}"
+                           for p, e in zip(RAW_PAYLOADS, raw_echoes) if e != p)))
         sock.sendto(b"", server)
         empty, sender = sock.recvfrom(65535)
         print(f"sendto(b'') -> the server echoed it; recvfrom() -> ({empty!r}, {sender}): a real, empty "
               "message. (In TCP, recv() == b'' means the other side closed.)")
-    ok = received == [b"a", b"bb", b"ccc"] and empty == b""
-    return result(ok, received=[r.decode() for r in received], empty_datagram_len=len(empty),
+    ok = received == [b"a", b"bb", b"ccc"] and empty == b"" and raw_ok
+    return result(ok, received=[r.decode("utf-8", "replace") for r in received], empty_datagram_len=len(empty),
+                  raw_unchanged=raw_ok, raw_echoes=[None if e is None else repr(e) for e in raw_echoes],
                   empty_from=f"{sender[0]}:{sender[1]}", truesize=one)
 
 

@@ -48,7 +48,8 @@ def answer(cmd: str, body: bytes) -> tuple[dict, bytes]:
     return {"ok": False, "error": f"unknown command {cmd!r}"}, b""
 
 
-def serve_client(conn: socket.socket, read=recv_exact, send=send_all, timeout: float | None = None) -> None:
+def serve_client(conn: socket.socket, read=recv_exact, send=send_all, timeout: float | None = None,
+                 read_body=None, max_header: int | None = MAX_HEADER) -> None:
     with conn:
         conn.settimeout(timeout)
         while True:
@@ -57,7 +58,7 @@ def serve_client(conn: socket.socket, read=recv_exact, send=send_all, timeout: f
             except (EOFError, OSError, struct.error):
                 return
             try:
-                if n == 0 or n > MAX_HEADER:
+                if n == 0 or (max_header is not None and n > max_header):
                     raise ValueError(f"header length {n} out of range")
                 header = json.loads(read(conn, n).decode("utf-8"))
                 if not isinstance(header, dict) or not isinstance(header.get("cmd"), str):
@@ -65,7 +66,7 @@ def serve_client(conn: socket.socket, read=recv_exact, send=send_all, timeout: f
                 size = header.get("size", 0)
                 if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 16 * 2**20:
                     raise ValueError("bad size")
-                body = read(conn, size)
+                body = (read_body or read)(conn, size)
                 if header.get("sha256") not in (None, hashlib.sha256(body).hexdigest()):
                     send(conn, frame({"ok": False, "error": "checksum mismatch"}))
                     continue
@@ -77,11 +78,13 @@ def serve_client(conn: socket.socket, read=recv_exact, send=send_all, timeout: f
             send(conn, frame(*answer(header["cmd"], body)))
 
 
-def main(read=recv_exact, send=send_all, timeout: float | None = None) -> None:
+def main(read=recv_exact, send=send_all, timeout: float | None = None, read_body=None,
+         max_header: int | None = MAX_HEADER) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=20030)
     port = parser.parse_args().port
     with socket.create_server(("0.0.0.0", port), reuse_port=False) as listener:
         while True:
             conn, _ = listener.accept()
-            threading.Thread(target=serve_client, args=(conn, read, send, timeout), daemon=True).start()
+            threading.Thread(target=serve_client, args=(conn, read, send, timeout, read_body, max_header),
+                             daemon=True).start()
