@@ -25,7 +25,7 @@ CONTRACT = Contract("udp", (
         "take the port from `--port N`; bind a UDP socket (`SOCK_DGRAM`) to `('0.0.0.0', N)`;",
         "echo every datagram unchanged to the address it came from (`recvfrom` → `sendto(data, addr)`): "
         "empty, 2000 bytes and 65507 bytes (the largest UDP datagram) all come back whole — so receive "
-        "with a buffer of at least 65535 bytes, not `recvfrom(1024)`;",
+        "with a buffer of at least 65507 bytes (65535 is the usual choice), not `recvfrom(1024)`;",
         "serve any number of senders, one datagram at a time, forever.",
     ), ("print anything.",)),
     RoleContract("client", f"python3 my_client.py --host <relay> --port <port> --count {RELIABLE_COUNT}", (
@@ -78,6 +78,12 @@ def relay_summary(node: Node, name: str) -> dict:
 def no_connection(run: LessonRun) -> Outcome:
     probe = run.probe("no-connection")
     o = probe.observed
+    if not probe.ok and o.get("replies_from_another_address") and o.get("replies") == ["from A", "from B"]:
+        return Outcome(False, f"each sender got its echo, but from {', '.join(o['replies_from_another_address'])}"
+                              f", not from the server's address {o.get('server')}", o, probe.transcript,
+                       "reply with the socket that received the datagram (server_sock.sendto(data, addr)): a reply "
+                       "sent from another socket comes from another port, and a client that used connect() - "
+                       "or the lab's relay - only takes datagrams from the address it sent to")
     if not probe.ok:
         senders = f"two senders on ports {o['client_ports']}" if o.get("client_ports") else "two senders"
         return Outcome(False, f"{senders} did not each get their own echo "

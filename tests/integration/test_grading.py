@@ -117,6 +117,8 @@ MISTAKES = [Control(lesson, role, MISTAKES_DIR / name, entry, fails, words)
     ("loops", "server", "loops_reverses_bytes.py", None, "many-clients", ("not the bytes", "decode")),
     ("loops", "server", "loops_answers_quit.py", None, "client-gone", ("'quit'", "instead of answering")),
     ("udp", "server", "udp_strips_datagram.py", None, "boundaries", ("unchanged", "strip()")),
+    ("udp", "server", "udp_replies_from_new_socket.py", None, "no-connection",
+     ("not from the server's address", "the socket that received the datagram")),
     ("ftp", "server", "ftp_path_join_server.py", None, "isolation", ("os.path.join",)),
     ("ftp", "server", edited("ftp/server_compact.py", "ftp_server_follows_symlinks",
                              "if not inside(os.path.realpath(disk), self.home):",

@@ -274,16 +274,19 @@ def test_udp_boundaries_each_recv_is_one_datagram_and_an_empty_one_counts(udp):
     [conn] = ladder.connections.values()
     assert conn.proto == "udp"
     echoes = [r.seg for r in ladder.segments if r.direction == "s2c"]
-    assert [s.head for s in echoes] == ["b'x'", "b'a'", "b'bb'", "b'ccc'", "b''"]
+    # then the datagrams that must come back unchanged (spaces, CRLF, not UTF-8)
+    assert [s.head for s in echoes][:5] == ["b'x'", "b'a'", "b'bb'", "b'ccc'", "b''"]
     recvs = [r.call for r in ladder.calls("client", {"recvfrom", "recv"})]
-    assert [(c.n, c.head) for c in recvs] == [(1, "b'x'"), (1, "b'a'"), (2, "b'bb'"), (3, "b'ccc'"), (0, "b''")]
+    assert [(c.n, c.head) for c in recvs][:5] == [(1, "b'x'"), (1, "b'a'"), (2, "b'bb'"), (3, "b'ccc'"),
+                                                  (0, "b''")]
     # the three echoes were all queued before the first of their recvs returned
     rows = ladder.rows
     abc = [r for r in ladder.segments if r.direction == "s2c" and r.seg.head in ("b'a'", "b'bb'", "b'ccc'")]
     first_recv = next(r for r in ladder.calls("client") if r.call.head == "b'a'" and r.call.call == "recvfrom")
     assert rows.index(abc[-1]) < rows.index(first_recv)
     assert "keeps the boundaries" in first_recv.note
-    assert "0 bytes is a real message" in ladder.calls("client", "recvfrom")[-1].note
+    empty = next(r for r in ladder.calls("client", "recvfrom") if r.call.n == 0)
+    assert "0 bytes is a real message" in empty.note
 
 
 def test_udp_truncation_one_datagram_in_two_fragments_cut_by_the_buffer(udp):
@@ -343,7 +346,8 @@ def test_framing_pipeline_several_frames_in_one_segment(framing):
     assert st.report.passed, st.report.summary
     data = [r for r in st.ladder.segments if r.direction == "c2s" and r.seg.length]
     shared = [r for r in data if "whole frames in ONE segment" in r.note]
-    assert len(shared) == 1 and shared[0] is data[0]
+    assert shared[0] is data[0]                                    # noted once per connection
+    assert len(shared) == len({r.conn for r in shared}) <= len({r.conn for r in data})
     assert frame_count(shared[0].seg.payload) == 4                # three requests and a body: four frames
     sends = st.ladder.calls("client", "sendall")
     assert sends[0].call.n == shared[0].seg.length                # one sendall(), one segment

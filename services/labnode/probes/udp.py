@@ -112,9 +112,14 @@ def no_connection(host: str, port: int, closed_port: int) -> bool:
     connected_errno = connected_refused(closed)
     print(f"a connect()ed UDP socket: send(b'hello'); recv() -> errno {connected_errno} "
           f"({errno.errorcode.get(connected_errno, '-')}): the ICMP 'port unreachable' reached the socket")
-    ok = (replies == ["from A", "from B"] and len(set(ports)) == 2 and returned == 5
+    elsewhere = sorted({s for s in senders if s != f"{server[0]}:{port}"})
+    if elsewhere:
+        print(f"the echoes came from {', '.join(elsewhere)}, not from the server's own {server[0]}:{port}: a "
+              "client that used connect() (or a relay) only takes datagrams from the address it sent to")
+    ok = (replies == ["from A", "from B"] and len(set(ports)) == 2 and returned == 5 and not elsewhere
           and unconnected == "timeout" and connected_errno == errno.ECONNREFUSED)
     return result(ok, replies=replies, client_ports=ports, reply_from=senders, server=f"{server[0]}:{port}",
+                  replies_from_another_address=elsewhere,
                   closed_port=closed_port, sendto_closed_returned=returned, unconnected_recv=unconnected,
                   connected_recv_errno=connected_errno)
 
@@ -151,6 +156,10 @@ def boundaries(host: str, port: int) -> bool:
         received = [sock.recvfrom(65535)[0] for _ in range(3)]
         print(f"three recvfrom(65535) calls -> {received}: one datagram each, never merged "
               "(TCP would have given b'abbccc' to one recv)")
+        sock.sendto(b"", server)
+        empty, sender = sock.recvfrom(65535)
+        print(f"sendto(b'') -> the server echoed it; recvfrom() -> ({empty!r}, {sender}): a real, empty "
+              "message. (In TCP, recv() == b'' means the other side closed.)")
         raw_echoes = []
         for payload in RAW_PAYLOADS:
             sock.sendto(payload, server)
@@ -163,10 +172,6 @@ def boundaries(host: str, port: int) -> bool:
               + ("each came back byte for byte" if raw_ok else
                  "; ".join(f"sent {p!r}, got {'no echo within 5 s' if e is None else repr(e)}"
                            for p, e in zip(RAW_PAYLOADS, raw_echoes) if e != p)))
-        sock.sendto(b"", server)
-        empty, sender = sock.recvfrom(65535)
-        print(f"sendto(b'') -> the server echoed it; recvfrom() -> ({empty!r}, {sender}): a real, empty "
-              "message. (In TCP, recv() == b'' means the other side closed.)")
     ok = received == [b"a", b"bb", b"ccc"] and empty == b"" and raw_ok
     return result(ok, received=[r.decode("utf-8", "replace") for r in received], empty_datagram_len=len(empty),
                   raw_unchanged=raw_ok, raw_echoes=[None if e is None else repr(e) for e in raw_echoes],
