@@ -760,6 +760,7 @@ class FtpServer:
         self.refusals: queue.Queue = queue.Queue(maxsize=256)
         self.slots = threading.BoundedSemaphore(config.max_sessions)
         self._stopping = threading.Event()
+        self._signalled = False         # set by stop_soon() from a signal handler: the loop ends, then shutdown()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # Without SO_REUSEADDR a restart within ~60 s fails with "Address already in use"
         # (the old connections sit in TIME_WAIT); see the loops lesson.
@@ -836,7 +837,7 @@ class FtpServer:
             except (OSError, ValueError):   # stopped (the listener closed) before the loop began
                 return
             self.log(f"listening on {self.address[0]}:{self.address[1]}")
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and not self._signalled:
                 try:
                     ready = selector.select(self._lobby_timeout(poll_interval))
                 except OSError:
@@ -948,6 +949,13 @@ class FtpServer:
                 except OSError:
                     pass
 
+    def stop_soon(self, *_signal) -> None:
+        """A signal handler: the accept loop ends within its poll interval and serve_forever
+        returns. Only a flag: an exception raised from a handler (KeyboardInterrupt) can land in
+        the middle of queue.put() in this thread and leave the queue's lock held, and then
+        shutdown()'s own put() waits for ever (seen once in CI: SIGTERM, no exit in 10 s)."""
+        self._signalled = True
+
     def shutdown(self) -> None:
         self._stopping.set()
         try:
@@ -1001,14 +1009,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    # docker stop sends SIGTERM; turn it into KeyboardInterrupt so we close the listener and exit 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = FtpServer(config)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.shutdown()
-        print("server stopped", flush=True)
+    # docker stop sends SIGTERM, a terminal's Ctrl-C SIGINT: both end the accept loop, then we
+    # close the listener and exit 0
+    signal.signal(signal.SIGTERM, server.stop_soon)
+    signal.signal(signal.SIGINT, server.stop_soon)
+    server.serve_forever()
+    server.shutdown()
+    print("server stopped", flush=True)
     return 0
 
 

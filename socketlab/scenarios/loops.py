@@ -111,8 +111,12 @@ def stop_watched(run: LessonRun, name: str) -> int | None:
 def exit_note(status: int | None) -> str:
     if status is None:
         return "exit status unknown"
+    if status == 128 + 9:
+        return (f"exit status {status}: still running 5 s after SIGTERM, so the lab killed it (SIGKILL) - a "
+                "SIGTERM handler that hangs (e.g. server.shutdown() called in the thread that runs "
+                "serve_forever(), or threads it waits for) or none that ends the program")
     if status > 128:
-        return f"exit status {status}: killed by signal {status - 128}, no clean shutdown path"
+        return f"exit status {status}: killed by signal {status - 128} (no handler for it ended the program itself)"
     return f"exit status {status}"
 
 
