@@ -2,6 +2,7 @@
 order, into the real client in a pseudo-terminal, against the lesson's real containers."""
 import pytest
 
+from framing.server import MODES as FRAMING_MODES
 from tests.guides.guide import GuideRun, docker_available, guide, parse
 
 pytestmark = pytest.mark.integration
@@ -9,7 +10,7 @@ pytestmark = pytest.mark.integration
 # what each lesson's interactive client shows when it waits for the next line
 PROMPTS = {
     "basic": ("> ",),
-    "framing": ("[normal] >> ", "[trickle] >> ", "[pipeline] >> ", "[truncate] >> ", "[oversize] >> "),
+    "framing": tuple(f"[{mode}] >> " for mode in FRAMING_MODES),     # the client shows its sending mode
     "ftp": ("ftp alice:/> ", "ftp alice:/docs> ", "ftp bob:/> ", "password for alice: ", "password for bob: "),
     "loops": (">>> ",),
     "socketserver": ("[+_+] ",),
