@@ -6,6 +6,7 @@ place of the reference program, runs every scenario, and removes it all again.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import time
 import traceback
@@ -134,22 +135,28 @@ def server_exit(run: LessonRun) -> tuple[int, list[str]] | None:
         container.reload()
         if container.status == "running":
             return None
-        code = int(container.attrs.get("State", {}).get("ExitCode", -1))
-        output = container.logs().decode("utf-8", "replace").splitlines()
+        state = container.attrs.get("State", {})
+        since = _epoch(state.get("StartedAt", ""))       # this run's output, not that of a run before a restart
+        output = container.logs(tail=12, **({"since": since} if since else {}))
     except docker.errors.APIError:
         return None
-    return code, output[_restarted_at.get(container.id, 0):][-12:]   # this run's output, not an earlier one's
+    return int(state.get("ExitCode", -1)), output.decode("utf-8", "replace").splitlines()
 
 
-_restarted_at: dict[str, int] = {}     # container id -> lines of output before the lab started it again
+def _epoch(stamp: str) -> float | None:
+    """The engine's RFC 3339 time with nanoseconds ('2026-12-07T23:30:01.123456789Z') in seconds."""
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = datetime.datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00").timestamp()
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None       # '0001-01-01T00:00:00Z': never started
 
 
 def restart_server(run: LessonRun) -> bool:
     """Start the ended server container again (its next scenario is graded on its own)."""
-    container = run.server.container
     try:
-        _restarted_at[container.id] = len(container.logs().splitlines())
-        container.start()
+        run.server.container.start()
     except docker.errors.APIError:
         return False
     proto = "udp" if run.lesson == "udp" else "tcp"
@@ -174,19 +181,17 @@ def exited_outcome(outcome: Outcome, code: int, output: list[str]) -> Outcome:
         fix = f"your server ended (exit code {code}{said}). {keep_serving}"
     if "TypeError" in last and ("bytes-like" in last or "str" in last):
         fix += "; sockets carry bytes: encode text before send() (b'...' or text.encode())"
-    crashed = outcome.summary.startswith("scenario crashed")     # its commands on the stopped container failed
-    seen = ("the scenario's commands on the server machine failed: its container had stopped" if crashed
-            else outcome.summary)
-    if outcome.observed.get("server_died_after") and not crashed:
+    ended = ["", "the server program ended; its last output:", *(f"   {line}" for line in output or ["(nothing)"])]
+    if outcome.summary.startswith("scenario crashed"):          # its commands on the stopped container failed
+        return Outcome(False, f"the server exited during this scenario (exit code {code}{said})", outcome.observed,
+                       [*ended, "(what the scenario saw: its commands on the server machine failed: the "
+                                "container had stopped)"], fix)
+    if outcome.observed.get("server_died_after"):
         # the scenario saw the death itself and names the input that caused it: its words come first
         return Outcome(False, f"{outcome.summary} (the server exited with code {code}{said})", outcome.observed,
-                       [*outcome.transcript, "", "the server program ended; its last output:",
-                        *(f"   {line}" for line in output[-12:] or ["(nothing)"])],
-                       f"{outcome.fix}; {fix}" if outcome.fix else fix)
+                       [*outcome.transcript, *ended], f"{outcome.fix}; {fix}" if outcome.fix else fix)
     return Outcome(False, f"the server exited during this scenario (exit code {code}{said})", outcome.observed,
-                   [*([] if crashed else outcome.transcript), "", "the server program ended; its last output:",
-                    *(f"   {line}" for line in output[-12:] or ["(nothing)"]),
-                    f"(what the scenario saw: {seen})"], fix)
+                   [*outcome.transcript, *ended, f"(what the scenario saw: {outcome.summary})"], fix)
 
 
 def run_each(run: LessonRun, scenarios: list[Scenario],
@@ -202,10 +207,8 @@ def run_each(run: LessonRun, scenarios: list[Scenario],
         ended = server_exit(run)
         if ended is not None:
             outcome = exited_outcome(outcome, *ended)
-            if not restart_server(run):
-                outcome.transcript.append("(the lab could not start the server again for the next scenarios)")
-            else:
-                outcome.transcript.append("(the lab started the server again for the next scenario)")
+            outcome.transcript.append("(the lab started the server again for the next scenario)" if restart_server(run)
+                                      else "(the lab could not start the server again for the next scenarios)")
         report = ScenarioReport(sc.name, sc.shows, outcome.passed, outcome.summary,
                                 round(time.monotonic() - started, 2), outcome.observed, outcome.transcript,
                                 required=not sc.advisory, fix=outcome.fix)
