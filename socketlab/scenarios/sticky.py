@@ -66,6 +66,12 @@ def framed(run: LessonRun) -> Outcome:
     return Outcome.from_probe(probe, f"3 replies queued together, read back as {sizes} bytes")
 
 
+READ_BY_LENGTH = ("a reply ends where its 4-byte length says: struct.unpack('!I', four_bytes) (network byte order; "
+                  "'i' is the machine's own, little-endian here, and reads a huge wrong length), then exactly "
+                  "that many bytes - a recv() that returns less than asked (or exactly 1024) says nothing about "
+                  "the end")
+
+
 @scenario("client-exact-replies", "the client prints each reply exactly (big 5120, echo hi, ... big 100000)",
           roles=("client",))
 def client_exact_replies(run: LessonRun) -> Outcome:
@@ -87,23 +93,15 @@ def client_exact_replies(run: LessonRun) -> Outcome:
                "line, the command then '\\n' (e.g. sock.sendall(('frame ' + command + '\\n').encode()))")
         summary = f"the server answered {len(refused)} command(s) with an error, first {command!r}: {said!r}"
     elif o.get("timed_out"):
-        fix = ("the client waits for bytes that never come: a reply ends where its 4-byte length says "
-               "(struct.unpack('!I', ...), then exactly that many bytes), not when a recv() returns less than "
-               "asked or the server goes quiet")
+        fix = f"the client waits for bytes that never come: {READ_BY_LENGTH}, nor when the server goes quiet"
         summary = f"the client did not finish within 60 s; it printed {printed} of {len(commands)} replies"
     elif error and printed < len(commands):
         fix = f"the client crashed after {printed} of {len(commands)} replies ({error})"
         if ("Timeout" in error or "timed out" in error) and printed == 0:
             fix += (": no reply could be read at all. The server answers a command only once its line has "
-                    "ended (send the command, then '\\n'); a framed reply starts with a 4-byte length in "
-                    "network byte order, struct.unpack('!I', four_bytes) ('i' is the machine's own order, "
-                    "little-endian here, and reads a huge wrong length); and a reply ends where that length "
-                    "says - a recv() that returns less than asked (or exactly 1024) says nothing about the end")
+                    f"ended (send the command, then '\\n'); and {READ_BY_LENGTH}")
         elif "Timeout" in error or "timed out" in error:
-            fix += (": it waited for more bytes than the server sent - know where each reply ends from its "
-                    "4-byte length, struct.unpack('!I', four_bytes) (network byte order; 'i' is the machine's "
-                    "own, little-endian here), and read exactly that many bytes; a recv() that returns less "
-                    "than asked (or exactly 1024) says nothing about the end")
+            fix += f": it waited for more bytes than the server sent - {READ_BY_LENGTH}"
         elif "struct.error" in error or "unpack requires" in error:
             fix += (": it got fewer than 4 bytes where it expected a length - loop until all 4 bytes of the "
                     "prefix are in, and stop when recv() returns b'' (the server closed)")

@@ -304,7 +304,8 @@ def probe_isolation(host: str, port: int, symlink: str | None = None) -> bool:
         reply = alice.request(Ls(symlink))
         entries = reply.fields.get("entries")
         if (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)
-                and entries[0].get("type") == "link" and not reply.fields.get("truncated")):
+                and entries[0].get("type") == "link" and entries[0].get("name") == symlink
+                and not reply.fields.get("truncated")):
             unfollowed.add(f"ls {symlink} (symlink out)")
         return reply
 
@@ -325,7 +326,8 @@ def probe_isolation(host: str, port: int, symlink: str | None = None) -> bool:
     say(f"alice's cwd is still {cwd!r}; 'cd /' -> {absolute} (an absolute path starts at her home: 250)")
     alice.quit()
     not_refused = [label for label, code in codes.items() if code not in (550, 553) and label not in unfollowed]
-    say(f"every attempt refused with 550/553: {not not_refused}; files that leaked to this machine: {leaked}")
+    say(f"every attempt refused with 550/553 (or, for ls of the link, not followed): {not not_refused}; "
+        f"files that leaked to this machine: {leaked}")
     return result(not not_refused and not leaked and cwd == "/" and absolute == 250, codes=codes,
                   not_refused=not_refused, listed_not_followed=sorted(unfollowed), leaked_files=leaked,
                   cwd_after=cwd, cd_root_code=absolute, alice_entries=entry_names(ls_entries),
